@@ -1,0 +1,1 @@
+"""Evaluation: cross-entropy on the held-out UC, ST and SC splits."""

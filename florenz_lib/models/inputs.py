@@ -1,0 +1,91 @@
+"""Model inputs: images, task prompts (the authors' wording) and batch collation."""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from tokenizers import Tokenizer
+
+from ..world import LANGUAGE_NAMES
+from .loss import IGNORE_INDEX
+from .tokenizers import IMAGE_TOKEN
+
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+BASE_CAPTION_PROMPT = "What does the image describe?"
+
+
+@dataclass
+class Example:
+    image: torch.Tensor   # uint8 [3, H, W]
+    task: str             # "caption" or "translation"
+    lang: str             # target language
+    source: str           # English source text for translation, "" for captioning
+    target: str
+
+
+def decode_png(png: bytes) -> torch.Tensor:
+    array = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+def normalize_images(images: torch.Tensor) -> torch.Tensor:
+    return (images.float() / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+
+
+def task_prompt(task: str, lang: str, source: str) -> str:
+    name = LANGUAGE_NAMES[lang]
+    if task == "caption":
+        return f"The target language is {name}. What does the image describe?"
+    if task == "translation":
+        return f"The target language is {name}. Translate the following text: {source}"
+    raise ValueError(f"unknown task {task!r}")
+
+
+def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
+
+
+@dataclass
+class Seq2SeqCollator:
+    """Encoder input: <image> placeholders then the prompt; labels: bos target eos in the decoder tokenizer;
+    decoder input: labels shifted right behind decoder_start_id."""
+    encoder_tokenizer: Tokenizer
+    decoder_tokenizer: Tokenizer
+    n_image_tokens: int
+    max_prompt_tokens: int
+    max_target_tokens: int
+    decoder_start_id: int
+    fixed_prompt: str | None = None  # base Florence-2 pretraining uses one English captioning prompt
+
+    def __post_init__(self):
+        self.image_token_id = self.encoder_tokenizer.token_to_id(IMAGE_TOKEN)
+        self.encoder_pad_id = self.encoder_tokenizer.token_to_id("<pad>")
+        self.decoder_pad_id = self.decoder_tokenizer.token_to_id("<pad>")
+
+    def __call__(self, examples: list[Example]) -> dict[str, torch.Tensor]:
+        prompts = [self.fixed_prompt or task_prompt(e.task, e.lang, e.source) for e in examples]
+        prompt_ids = [enc.ids[: self.max_prompt_tokens]
+                      for enc in self.encoder_tokenizer.encode_batch(prompts)]
+        input_rows = [[self.image_token_id] * self.n_image_tokens + ids for ids in prompt_ids]
+        labels = []
+        for enc in self.decoder_tokenizer.encode_batch([e.target for e in examples]):
+            ids = enc.ids
+            if len(ids) > self.max_target_tokens:  # keep the closing eos when truncating
+                ids = ids[: self.max_target_tokens - 1] + ids[-1:]
+            labels.append(ids)
+        input_ids = _pad(input_rows, self.encoder_pad_id)
+        decoder_input_ids = _pad([[self.decoder_start_id] + ids[:-1] for ids in labels], self.decoder_pad_id)
+        label_ids = _pad(labels, IGNORE_INDEX)
+        return {
+            "input_ids": input_ids,
+            "attention_mask": (input_ids != self.encoder_pad_id).long(),
+            "pixel_values": normalize_images(torch.stack([e.image for e in examples])),
+            "decoder_input_ids": decoder_input_ids,
+            "decoder_attention_mask": (label_ids != IGNORE_INDEX).long(),
+            "labels": label_ids,
+        }
