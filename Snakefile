@@ -1,5 +1,6 @@
 # The Florenz study as one DAG: data -> models -> train -> evaluate -> report (see README.md).
-configfile: "config.yaml"
+# The default study; --configfile FILE overrides any of its keys.
+configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 include: "rules/common.smk"

@@ -26,7 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
-from .io import CORPUS_COLUMNS, CORPUS_FILE, read_world_table, require_file, write_json, write_parquet
+from ..io import require_file, write_json, write_parquet
+from .io import CORPUS_COLUMNS, CORPUS_FILE, read_world_table
 
 log = logging.getLogger(__name__)
 

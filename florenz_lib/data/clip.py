@@ -26,16 +26,8 @@ from open_clip.tokenizer import SimpleTokenizer
 from PIL import Image
 from tqdm import tqdm
 
-from .io import (
-    CAPTION_COLUMNS,
-    CAPTIONS_FILE,
-    IMAGE_COLUMNS,
-    IMAGES_FILE,
-    atomic_path,
-    decode_png,
-    read_world_table,
-    write_json,
-)
+from ..io import decode_png, replacing, write_json
+from .io import CAPTION_COLUMNS, CAPTIONS_FILE, IMAGE_COLUMNS, IMAGES_FILE, read_world_table
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +237,7 @@ def train_clip(world_dir, clip_cfg: dict, seed: int, out_dir) -> dict:
         else {"n": 0}
     )
 
-    with atomic_path(out_dir / MODEL_FILE) as temp:
+    with replacing(out_dir / MODEL_FILE) as temp:
         safetensors.torch.save_model(model, str(temp))
     write_json(
         {
@@ -259,7 +251,7 @@ def train_clip(world_dir, clip_cfg: dict, seed: int, out_dir) -> dict:
         },
         out_dir / CONFIG_FILE,
     )
-    with atomic_path(out_dir / TRAIN_LOG_FILE) as temp, open(temp, "w", newline="") as handle:
+    with replacing(out_dir / TRAIN_LOG_FILE) as temp, open(temp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["step", "loss"])
         writer.writerows((step, f"{loss:.6f}") for step, loss in log_rows)

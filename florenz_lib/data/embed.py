@@ -15,7 +15,8 @@ import torch
 from tqdm import tqdm
 
 from .clip import load_clip
-from .io import CORPUS_FILE, IMAGES_FILE, decode_png, require_columns, write_npz
+from ..io import decode_png, require_columns, write_npz
+from .io import CORPUS_FILE, IMAGES_FILE
 
 log = logging.getLogger(__name__)
 

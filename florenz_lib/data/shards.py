@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from ..io import read_parquet, write_json, write_parquet
 from .io import (
     ALIGNMENT_COLUMNS,
     CAPTION_COLUMNS,
@@ -31,10 +32,7 @@ from .io import (
     CORPUS_FILE,
     IMAGE_COLUMNS,
     IMAGES_FILE,
-    read_columns,
     read_world_table,
-    write_json,
-    write_parquet,
 )
 
 log = logging.getLogger(__name__)
@@ -110,7 +108,7 @@ def write_training_shards(world_dir, alignment_parquet, shard_size: int, out_dir
             annotations[key].append({"task": "caption", "lang": lang, "source": "", "target": text})
 
     corpus = _load_corpus(world_dir)
-    pair_ids, aligned_keys = _columns(read_columns(alignment_parquet, ALIGNMENT_COLUMNS), ["pair_id", "key"])
+    pair_ids, aligned_keys = _columns(read_parquet(alignment_parquet, ALIGNMENT_COLUMNS), ["pair_id", "key"])
     pair_drops = Counter()
     for pair_id, key in sorted(zip(pair_ids, aligned_keys)):
         pair = corpus.get(pair_id)
@@ -208,7 +206,7 @@ def write_test_splits(world_dir, heldout_alignment_parquet, test_langs: dict, ma
 
     corpus = _load_corpus(world_dir)
     translations_by_lang: dict[str, list[dict]] = {}
-    pair_ids, aligned_keys = _columns(read_columns(heldout_alignment_parquet, ALIGNMENT_COLUMNS), ["pair_id", "key"])
+    pair_ids, aligned_keys = _columns(read_parquet(heldout_alignment_parquet, ALIGNMENT_COLUMNS), ["pair_id", "key"])
     for pair_id, key in sorted(zip(pair_ids, aligned_keys)):
         pair = corpus.get(pair_id)
         if pair is None:

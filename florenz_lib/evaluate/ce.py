@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from ..io import read_parquet, write_json
 from ..models.florenz import load_florenz
-from ..models.inputs import Example, decode_png
+from ..models.inputs import Example, png_to_tensor
 from ..train.runs import batch_ce, model_collator
 
 SPLITS = ("UC", "ST", "SC")
@@ -31,7 +31,7 @@ def evaluate_ce(model_dir: str, test_dir: str, tokenizers_dir: str, image_size: 
         per_lang = defaultdict(list)
         for start in tqdm(range(0, len(rows), batch_size), desc=f"CE {split}", mininterval=5):
             chunk = rows[start:start + batch_size]
-            examples = [Example(decode_png(r["png"]), r["task"], r["lang"], r["source"], r["target"]) for r in chunk]
+            examples = [Example(png_to_tensor(r["png"]), r["task"], r["lang"], r["source"], r["target"]) for r in chunk]
             for row, ce in zip(chunk, batch_ce(model, collate(examples)).tolist()):
                 per_lang[row["lang"]].append(ce)
         values = [v for vs in per_lang.values() for v in vs]

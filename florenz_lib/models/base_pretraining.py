@@ -13,7 +13,7 @@ from transformers import Florence2ForConditionalGeneration, Gemma2ForCausalLM
 from ..io import read_parquet
 from ..train.loop import OptimConfig, train_loop
 from .configs import florence2_config, gemma2_config, num_image_tokens
-from .inputs import BASE_CAPTION_PROMPT, Example, Seq2SeqCollator, decode_png, task_prompt
+from .inputs import BASE_CAPTION_PROMPT, Example, Seq2SeqCollator, png_to_tensor, task_prompt
 from .loss import IGNORE_INDEX, per_sample_ce
 from .tokenizers import load_tokenizer, save_tokenizer, train_decoder_tokenizer, train_encoder_tokenizer
 
@@ -43,7 +43,7 @@ def train_world_tokenizers(world_dir: str, encoder_vocab_size: int, decoder_voca
 
 def _english_captions(world_dir: str) -> list[Example]:
     images = read_parquet(os.path.join(world_dir, "images.parquet"), ["key", "split", "png"]).to_pylist()
-    pixels = {r["key"]: decode_png(r["png"]) for r in images if r["split"] == "train"}
+    pixels = {r["key"]: png_to_tensor(r["png"]) for r in images if r["split"] == "train"}
     captions = read_parquet(os.path.join(world_dir, "captions.parquet"), ["key", "lang", "text"]).to_pylist()
     return [Example(pixels[r["key"]], "caption", "en", "", r["text"])
             for r in captions if r["lang"] == "en" and r["key"] in pixels]

@@ -14,6 +14,7 @@ from transformers import BartConfig, Florence2Config, Gemma2Config
 from transformers.models.bart.modeling_bart import BartDecoder, BartEncoder
 from transformers.models.florence2.modeling_florence2 import Florence2MultiModalProjector, Florence2VisionBackbone
 
+from ..io import replacing
 from .configs import FINAL_LOGIT_SOFTCAP
 from .cross_attention import Gemma2CrossAttentionDecoder
 
@@ -105,13 +106,12 @@ class FlorenzForConditionalGeneration(nn.Module):
 
 def save_florenz(model: FlorenzForConditionalGeneration, out_dir: str) -> None:
     """config.json + model.safetensors (tied weights stored once), each written atomically."""
-    os.makedirs(out_dir, exist_ok=True)
-    tmp_config, tmp_weights = os.path.join(out_dir, "config.json.tmp"), os.path.join(out_dir, "model.safetensors.tmp")
-    with open(tmp_config, "w") as f:
-        json.dump(asdict(model.spec), f, indent=1, default=str)
-    save_model(model, tmp_weights)
-    os.replace(tmp_weights, os.path.join(out_dir, "model.safetensors"))
-    os.replace(tmp_config, os.path.join(out_dir, "config.json"))
+    # The weights are moved into place first, so config.json marks a complete model.
+    with replacing(os.path.join(out_dir, "config.json")) as tmp_config, \
+            replacing(os.path.join(out_dir, "model.safetensors")) as tmp_weights:
+        with open(tmp_config, "w") as f:
+            json.dump(asdict(model.spec), f, indent=1, default=str)
+        save_model(model, str(tmp_weights))
 
 
 def load_florenz(model_dir: str) -> FlorenzForConditionalGeneration:

@@ -1,14 +1,13 @@
 """Model inputs: images, task prompts (the authors' wording) and batch collation."""
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
 from tokenizers import Tokenizer
 
+from ..io import decode_png
 from ..world import LANGUAGE_NAMES
 from .loss import IGNORE_INDEX
 from .tokenizers import IMAGE_TOKEN
@@ -27,9 +26,9 @@ class Example:
     target: str
 
 
-def decode_png(png: bytes) -> torch.Tensor:
-    array = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+def png_to_tensor(png: bytes) -> torch.Tensor:
+    """Decode PNG bytes to a uint8 [3, H, W] RGB tensor."""
+    return torch.from_numpy(np.array(decode_png(png))).permute(2, 0, 1)
 
 
 def normalize_images(images: torch.Tensor) -> torch.Tensor:

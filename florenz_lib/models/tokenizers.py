@@ -11,6 +11,8 @@ from collections.abc import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
+from ..io import replacing
+
 ENCODER_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<image>"]
 DECODER_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>"]
 IMAGE_TOKEN = "<image>"
@@ -41,9 +43,8 @@ def train_decoder_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
 
 
 def save_tokenizer(tok: Tokenizer, path: str) -> None:
-    tmp = path + ".tmp"
-    tok.save(tmp)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        tok.save(str(tmp))
 
 
 def load_tokenizer(path: str) -> Tokenizer:

@@ -2,29 +2,15 @@
 contributes one of its annotations, chosen by the online task-language balancer."""
 from __future__ import annotations
 
-import glob
-import os
-
 import torch
 
-from ..io import read_parquet
-from ..models.inputs import Example, decode_png
+from ..models.inputs import Example, png_to_tensor
 from .balancing import OnlineBalancer
-
-
-def load_shard_rows(shard_dir: str) -> list[dict]:
-    paths = sorted(glob.glob(os.path.join(shard_dir, "shard-*.parquet")))
-    if not paths:
-        raise FileNotFoundError(f"no shard-*.parquet files in {shard_dir}")
-    rows = []
-    for path in paths:
-        rows += read_parquet(path, ["key", "png", "annotations"]).to_pylist()
-    return rows
 
 
 class BalancedImageStream:
     def __init__(self, rows: list[dict], seed: int):
-        self.images = [decode_png(r["png"]) for r in rows]
+        self.images = [png_to_tensor(r["png"]) for r in rows]
         self.annotations = [r["annotations"] for r in rows]
         self.generator = torch.Generator().manual_seed(seed)
         self.balancer = OnlineBalancer(seed)

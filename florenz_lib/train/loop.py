@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,6 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from tqdm import tqdm
+
+from ..io import replacing
 
 
 @dataclass
@@ -52,9 +53,7 @@ def train_loop(model: nn.Module, next_batch: Callable[[], dict], compute_loss: C
     trainable = [p for p in model.parameters() if p.requires_grad]
     model.train()
     losses = []
-    os.makedirs(os.path.dirname(log_csv) or ".", exist_ok=True)
-    tmp_log = log_csv + ".tmp"
-    with open(tmp_log, "w", newline="") as f:
+    with replacing(log_csv) as tmp_log, open(tmp_log, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["step", "loss", "lr", "samples_per_s", "seen_samples"])
         progress = tqdm(range(1, steps + 1), desc=desc, mininterval=5)
@@ -73,6 +72,5 @@ def train_loop(model: nn.Module, next_batch: Callable[[], dict], compute_loss: C
             losses.append(loss.item())
             throughput = batch_size / (time.perf_counter() - started)
             writer.writerow([step, f"{losses[-1]:.6f}", f"{lr:.6g}", f"{throughput:.1f}", step * batch_size])
-            progress.set_postfix(loss=f"{losses[-1]:.3f}")
-    os.replace(tmp_log, log_csv)
+            progress.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
     return losses

@@ -12,7 +12,8 @@ from ..models.freezing import apply_freezing_policy
 from ..models.inputs import Seq2SeqCollator
 from ..models.loss import per_sample_ce
 from ..models.tokenizers import load_tokenizer
-from .data import BalancedImageStream, load_shard_rows
+from ..data.shards import read_training_shards
+from .data import BalancedImageStream
 from .loop import OptimConfig, train_loop
 
 
@@ -39,7 +40,7 @@ def train_run(init_dir: str, shard_dir: str, tokenizers_dir: str, train_cfg: dic
     model = load_florenz(init_dir)
     apply_freezing_policy(model)
     collate = model_collator(model, tokenizers_dir, image_size, max_prompt_tokens, max_target_tokens)
-    stream = BalancedImageStream(load_shard_rows(shard_dir), seed)
+    stream = BalancedImageStream(read_training_shards(shard_dir).to_pylist(), seed)
     batch_size = train_cfg["batch_size"]
     optim = OptimConfig(lr=train_cfg["lr"], weight_decay=train_cfg["weight_decay"],
                         warmup_steps=train_cfg["warmup_steps"], grad_clip=train_cfg["grad_clip"])
