@@ -1,5 +1,8 @@
 """The study's stages as functions of (config, wildcards). Snakemake rules and the `florenz` command
-line call the same functions, which take every path from florenz_lib.paths.Layout."""
+line call the same functions, which take every path from florenz_lib.paths.Layout.
+
+Each stage imports its library inside the function: a job pays only for the libraries it uses
+(torch, open_clip, faiss), and `florenz --help` answers at once."""
 from __future__ import annotations
 
 from collections.abc import Callable
