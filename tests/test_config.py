@@ -55,3 +55,12 @@ def test_cli_validate_config_reports_the_key(tmp_path, config):
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert "evaluate.batch_size" in result.stderr
+
+
+def test_slurm_profile_is_accepted_from_the_repo_root(tmp_path):
+    override = tmp_path / "override.yaml"
+    override.write_text(yaml.safe_dump({"results_dir": str(tmp_path / "results")}))
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "slurm", "-n", "all",
+                             "--configfile", str(override)], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "train" in result.stdout and "This was a dry-run" in result.stdout

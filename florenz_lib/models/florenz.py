@@ -85,7 +85,8 @@ class FlorenzForConditionalGeneration(nn.Module):
         if pixel_values is not None:
             image_tokens = self.multi_modal_projector(self.vision_tower(pixel_values).last_hidden_state)
             placeholder = (input_ids == self.image_token_id).unsqueeze(-1)
-            if placeholder.sum() != image_tokens.shape[0] * image_tokens.shape[1]:
+            # a meta model (parameter and MAC counting) has no values to check
+            if not placeholder.is_meta and placeholder.sum() != image_tokens.shape[0] * image_tokens.shape[1]:
                 raise ValueError(f"prompt has {int(placeholder.sum())} <image> tokens, "
                                  f"the vision tower gives {image_tokens.shape[0] * image_tokens.shape[1]}")
             embeds = embeds.masked_scatter(placeholder, image_tokens.to(embeds.dtype))

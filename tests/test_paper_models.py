@@ -1,0 +1,91 @@
+"""The Florenz family at the paper's sizes, on the meta device (P, Pt, F without any weights)."""
+import pytest
+import torch
+
+from conftest import TINY_FLORENCE, TINY_GEMMA
+
+from florenz_lib.models.configs import florence2_config, gemma2_config
+from florenz_lib.models.counting import forward_macs
+from florenz_lib.models.florenz import FlorenzForConditionalGeneration, FlorenzSpec
+from florenz_lib.models.paper import (PAPER_SIZES, PAPER_TABLE_COLUMNS, billions, build_paper_model,
+                                      paper_model_table)
+
+PAPER_P = {"0.4B": 0.4, "1.0B": 1.0, "3.5B": 3.5, "11.2B": 11.2}
+
+
+@pytest.fixture(scope="module")
+def table():
+    return paper_model_table().set_index("model", drop=False)
+
+
+def test_table_has_the_contract_columns_and_one_row_per_size(table):
+    assert list(table.columns) == PAPER_TABLE_COLUMNS
+    assert list(table["model"]) == list(PAPER_SIZES)
+    assert list(table["family"]) == ["florence", "florence", "gemma", "gemma"]
+
+
+def test_parameter_counts_round_to_the_paper_sizes(table):
+    for name, size in PAPER_P.items():
+        p = int(table.loc[name, "P"])
+        assert round(p / 1e9, 1) == size, (name, billions(p))
+    assert billions(int(table.loc["0.4B", "P"])) == "0.43B"
+
+
+def test_trainable_parameters_follow_the_freezing_policy(table):
+    assert (table["Pt"] < table["P"]).all() and (table["Pt"] > 0).all()
+    share = table["Pt"] / table["P"]
+    # Gemma decoders train only cross attention, its gate and norm, and the (tied) embeddings.
+    assert (share[table["family"] == "gemma"] < 0.35).all()
+    assert share["11.2B"] < share["3.5B"]
+    # Florence family: only the vision tower and projector are frozen.
+    assert (share[table["family"] == "florence"] > 0.6).all()
+
+
+def test_vocabularies_follow_the_reference_configs(table):
+    assert list(table["encoder_vocab"]) == [51328, 51328, 51289, 51289]
+    assert list(table["decoder_vocab"]) == [257024, 257024, 256000, 256000]
+
+
+def test_forward_macs_grow_with_size(table):
+    macs = [int(table.loc[name, "F"]) for name in PAPER_SIZES]
+    assert all(a < b for a, b in zip(macs, macs[1:])), macs
+    # At least one multiply-add per parameter per decoder token, roughly, for the decoder-heavy sizes.
+    assert macs[-1] > 128 * 9e9
+
+
+def test_building_allocates_no_storage():
+    model = build_paper_model("11.2B")
+    tensors = list(model.parameters()) + list(model.buffers())
+    assert tensors and all(t.is_meta for t in tensors)
+    assert model.lm_head.weight is model.decoder.embed_tokens.weight
+    assert isinstance(model, FlorenzForConditionalGeneration) and not model.training
+
+
+def test_unknown_size_is_refused():
+    with pytest.raises(ValueError, match="unknown paper model"):
+        build_paper_model("7B")
+
+
+@pytest.mark.parametrize("family", ["florence", "gemma"])
+def test_meta_count_equals_the_count_on_real_tensors(family):
+    florence = florence2_config(TINY_FLORENCE, 300).to_dict()
+    spec = FlorenzSpec(family=family, florence2=florence, decoder_vocab_size=320,
+                       gemma2=gemma2_config(TINY_GEMMA, 320).to_dict() if family == "gemma" else None)
+    real = FlorenzForConditionalGeneration(spec)
+    with torch.device("meta"):
+        meta = FlorenzForConditionalGeneration(spec)
+    args = (32, 7, 9)
+    assert forward_macs(meta, *args) == forward_macs(real, *args)
+
+
+def test_macs_include_the_vision_towers_attention():
+    """The vision tower defaults to SDPA, whose CPU kernel FlopCounterMode does not count; forward_macs
+    switches every module to eager attention, so a model set to SDPA counts the same as one set to eager."""
+    spec = FlorenzSpec(family="florence", florence2=florence2_config(TINY_FLORENCE, 300).to_dict(),
+                       decoder_vocab_size=320)
+    model = FlorenzForConditionalGeneration(spec)
+    model.vision_tower.config._attn_implementation = "sdpa"
+    with_sdpa = forward_macs(model, 32, 7, 9)
+    assert model.vision_tower.config._attn_implementation == "sdpa"  # restored after counting
+    model.vision_tower.config._attn_implementation = "eager"
+    assert forward_macs(model, 32, 7, 9) == with_sdpa
