@@ -17,4 +17,5 @@ rule all:
         L.table("models.csv"),
         L.table("law1.csv"),
         L.table("law2.csv"),
+        L.table("prefix.csv"),
     default_target: True

@@ -21,12 +21,28 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(f"--{wildcard}", required=True)
         if stage.takes_threads:
             p.add_argument("--threads", type=int, default=1)
+    # Not a DAG stage (extra arguments); florenz_lib.report.planner documents the method.
+    plan = sub.add_parser("plan", help="least-compute (P, S) reaching a target loss, from law 2")
+    plan.add_argument("--config", default="config.yaml",
+                      help="study config; its results_dir locates tables/runs.csv unless --runs is given")
+    plan.add_argument("--runs", help="a runs table (DESIGN.md 5b columns) instead of the study's runs.csv")
+    plan.add_argument("--split", required=True, choices=["UC", "ST", "SC"])
+    plan.add_argument("--target", required=True, type=float, help="target test CE loss")
+    plan.add_argument("--T", type=float, help="initial loss T of the base model; default: per family, the T of "
+                                              "its model nearest in P")
+    plan.add_argument("--family", help="only plan models of this family")
+    plan.add_argument("--P-min", dest="P_min", type=float, help="smallest P searched (default: smallest in the runs)")
+    plan.add_argument("--P-max", dest="P_max", type=float, help="largest P searched (default: largest in the runs)")
+    plan.add_argument("--grid", type=int, default=2001, help="points of the log grid over P")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "plan":  # reads a runs table; the config only locates it
+        from .report.planner import run_cli
+        return run_cli(args)
     try:
         config = load_config(args.config)
     except (ConfigError, FileNotFoundError) as error:

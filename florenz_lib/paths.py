@@ -21,6 +21,7 @@ class Layout:
     def alignment_stats(self, part: str) -> str: return self._p("data", "alignment", f"{part}_stats.json")
     def shards(self) -> str: return self._p("data", "shards")
     def test(self, name: str = "") -> str: return self._p("data", "test", name)
+    def benchmark(self, name: str = "") -> str: return self._p("data", "benchmarks", name)
 
     # models
     def tokenizers(self, name: str = "") -> str: return self._p("models", "tokenizers", name)
@@ -34,6 +35,7 @@ class Layout:
     def run_name(self, size: str, steps: int | str) -> str: return f"{size}_steps{steps}"
     def run(self, size: str, steps: int | str, name: str = "") -> str: return self._p("runs", size, f"steps{steps}", name)
     def run_ce(self, size: str, steps: int | str) -> str: return self.run(size, steps, "ce.json")
+    def run_prefix(self, size: str, steps: int | str) -> str: return self.run(size, steps, "prefix.json")
 
     # report
     def table(self, name: str) -> str: return self._p("tables", name)

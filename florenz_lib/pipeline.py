@@ -8,7 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import logging
+
 from .paths import Layout
+
+log = logging.getLogger(__name__)
 
 
 def _layout(config: dict) -> Layout:
@@ -104,11 +108,12 @@ def initial_loss(config: dict, size: str, threads: int = 1) -> None:
 
 
 def train(config: dict, size: str, steps: str) -> None:
+    """Train one study run; under torchrun data-parallel over its processes, resumable from checkpoints."""
     from .train.runs import train_run
     L, m = _layout(config), config["models"]
     train_run(L.init_model(size), L.shards(), L.tokenizers(), config["train"], int(steps),
               config["world"]["image_size"], m["max_prompt_tokens"], m["max_target_tokens"], config["seed"],
-              L.run(size, steps))
+              L.run(size, steps), fsdp=size in config["train"].get("fsdp_sizes", []))
 
 
 def evaluate(config: dict, size: str, steps: str, threads: int = 1) -> None:
@@ -116,19 +121,67 @@ def evaluate(config: dict, size: str, steps: str, threads: int = 1) -> None:
     _evaluate(config, L.run(size, steps), L.run_ce(size, steps), threads)
 
 
+def benchmarks(config: dict) -> None:
+    """Write the world's CoMMuTE-like and XM3600-like benchmarks (new scenes, own seed streams)."""
+    from .world.benchmarks import generate_benchmarks
+    generate_benchmarks(config["world"], config["data"]["benchmarks"], config["seed"], _layout(config).benchmark())
+
+
+def prefix_eval(config: dict, size: str, steps: str, threads: int = 1) -> None:
+    """Caption the XM3600-like benchmark with and without a language prefix: target-language share, CIDEr."""
+    from .evaluate.prefix import evaluate_prefix
+    from .world.benchmarks import XM3600_DIR
+    L, m = _layout(config), config["models"]
+    evaluate_prefix(L.run(size, steps), L.benchmark(XM3600_DIR), L.tokenizers(), config["world"]["image_size"],
+                    m["max_prompt_tokens"], m["max_target_tokens"], config["evaluate"]["generation"],
+                    L.run_prefix(size, steps), L.run_name(size, steps), threads)
+
+
+def prefix_table(config: dict) -> None:
+    """The prefix table (prefix.csv/.md) and its figure (prefix.png) from every run's prefix.json."""
+    from .report.prefix import plot_prefix, prefix_results, prefix_table as table
+    from .report.tables import write_table
+    L = _layout(config)
+    results = prefix_results(L, list(config["models"]["sizes"]), config["train"]["steps"])
+    write_table(table(results), L.table("prefix.csv"))
+    plot_prefix(results, L.figures("prefix.png"))
+
+
 def tables(config: dict) -> None:
-    from .report.runs_table import models_table, runs_table
+    from .report.runs_table import runs_table
     from .report.tables import write_table
     L = _layout(config)
     sizes = list(config["models"]["sizes"])
     write_table(runs_table(L, sizes, config["train"]["steps"], config["train"]["batch_size"]), L.table("runs.csv"))
-    write_table(models_table(L, sizes), L.table("models.csv"))
+
+
+def models(config: dict) -> None:
+    """Table of the paper's four sizes (built on the meta device, no weights needed) and the configured
+    world sizes (those already restructured): P, Pt, F and vocab sizes; printed and written to models.csv."""
+    import os
+
+    import pandas as pd
+
+    from .models.paper import paper_model_table, parameter_count
+    from .report.runs_table import models_table
+    from .report.tables import write_table
+    L = _layout(config)
+    built = [size for size in config["models"]["sizes"] if os.path.exists(L.model_stats(size))]
+    for size in config["models"]["sizes"]:
+        if size not in built:
+            log.warning("world size %s is not restructured yet (no %s): left out", size, L.model_stats(size))
+    table = pd.concat([paper_model_table(), models_table(L, built)], ignore_index=True)
+    write_table(table, L.table("models.csv"))
+    shown = table.assign(**{c: table[c].map(parameter_count) for c in ("P", "Pt")},
+                         F=table["F"].map(lambda macs: f"{macs / 1e9:.2f}G"))
+    print(shown.to_markdown(index=False))
 
 
 def report(config: dict) -> None:
     from .report.build import write_report
     L = _layout(config)
-    write_report(L.table("runs.csv"), L.table(""), L.figures())
+    write_report(L.table("runs.csv"), L.table(""), L.figures(), targets=config["report"]["targets"],
+                 bootstrap_samples=config["report"]["bootstrap_samples"], seed=config["seed"])
 
 
 @dataclass(frozen=True)
@@ -153,6 +206,10 @@ STAGES: dict[str, Stage] = {
     "initial-loss": Stage(initial_loss, ("size",), takes_threads=True),
     "train": Stage(train, ("size", "steps")),
     "evaluate": Stage(evaluate, ("size", "steps"), takes_threads=True),
+    "benchmarks": Stage(benchmarks),
+    "prefix-eval": Stage(prefix_eval, ("size", "steps"), takes_threads=True),
+    "prefix-table": Stage(prefix_table),
     "tables": Stage(tables),
+    "models": Stage(models),
     "report": Stage(report),
 }

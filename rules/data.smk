@@ -121,3 +121,20 @@ rule test_splits:
         runtime=30,
     script:
         "../workflow_scripts/test_splits.py"
+
+
+rule benchmarks:
+    output:
+        commute=directory(L.benchmark("commute")),
+        xm3600=directory(L.benchmark("xm3600")),
+        stats=L.benchmark("stats.json"),
+    conda:
+        "../envs/data.yaml"
+    log:
+        L.log("benchmarks"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    script:
+        "../workflow_scripts/benchmarks.py"

@@ -19,3 +19,25 @@ rule evaluate:
         gpu=GPUS_PER_JOB,
     script:
         "../workflow_scripts/evaluate.py"
+
+
+# Zero-shot captioning on the XM3600-like benchmark with and without a language prefix (Figure 4).
+rule prefix_eval:
+    input:
+        rules.train.output.weights,
+        rules.train.output.config,
+        rules.tokenizers.output,
+        rules.benchmarks.output.xm3600,
+    output:
+        L.run_prefix("{size}", "{steps}"),
+    conda:
+        "../envs/evaluate.yaml"
+    log:
+        L.log("prefix_eval", "{size}_steps{steps}"),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+        gpu=GPUS_PER_JOB,
+    script:
+        "../workflow_scripts/prefix_eval.py"

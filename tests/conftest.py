@@ -16,6 +16,11 @@ TINY_GEMMA = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 
               "head_dim": 16, "intermediate_size": 64}
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slurm: runs on a real local SLURM cluster (scripts/slurm-local-up.sh, "
+                                       "as root); `make test` leaves these out, `make test-slurm` runs them")
+
+
 @pytest.fixture(scope="session")
 def tokenizers():
     return train_encoder_tokenizer(ENGLISH, 300), train_decoder_tokenizer(MULTILINGUAL, 320)

@@ -1,8 +1,9 @@
+import pytest
 import torch
 
 from florenz_lib.models.configs import num_image_tokens
 from florenz_lib.models.counting import forward_macs
-from florenz_lib.models.florenz import DECODER_START, load_florenz, save_florenz
+from florenz_lib.models.florenz import DECODER_BOS, DECODER_EOS, DECODER_START, load_florenz, save_florenz
 from florenz_lib.models.freezing import apply_freezing_policy, count_parameters
 from florenz_lib.models.fvt import fast_vocabulary_transfer
 from florenz_lib.models.inputs import Example, Seq2SeqCollator
@@ -15,7 +16,7 @@ IMAGE_SIZE = 32
 def _batch(model, tokenizers, n=2):
     encoder_tok, decoder_tok = tokenizers
     collate = Seq2SeqCollator(encoder_tok, decoder_tok,
-                              num_image_tokens(model.spec.florence2_config().vision_config, IMAGE_SIZE),
+                              num_image_tokens(model.config.florence2_config().vision_config, IMAGE_SIZE),
                               max_prompt_tokens=24, max_target_tokens=16, decoder_start_id=DECODER_START)
     gen = torch.Generator().manual_seed(1)
     images = torch.randint(0, 256, (n, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8, generator=gen)
@@ -26,7 +27,7 @@ def _batch(model, tokenizers, n=2):
 
 def _logits(model, batch):
     return model(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch["decoder_input_ids"],
-                 batch["decoder_attention_mask"])
+                 batch["decoder_attention_mask"]).logits
 
 
 def test_fresh_gemma_family_model_equals_plain_gemma_lm(base_models, tokenizers):
@@ -88,7 +89,7 @@ def test_freezing_policy_by_family(base_models, tokenizers):
         assert not any(n.startswith(("vision_tower", "multi_modal_projector")) for n in trainable)
         assert all(p.requires_grad for p in model.encoder.parameters())
         decoder = {n for n in trainable if n.startswith("decoder.")}
-        if model.spec.family == "florence":
+        if model.config.family == "florence":
             assert decoder == {f"decoder.{n}" for n, _ in model.decoder.named_parameters()}
         else:
             assert decoder and all(("encoder_attn" in n or "post_encoder_attention" in n or "embed_tokens" in n)
@@ -114,7 +115,7 @@ def test_collator_shifts_labels_behind_decoder_start(base_models, tokenizers):
     florence, _ = base_models
     model = florenz_from_florence2(florence, *tokenizers)
     batch = _batch(model, tokenizers)
-    n_image = num_image_tokens(model.spec.florence2_config().vision_config, IMAGE_SIZE)
+    n_image = num_image_tokens(model.config.florence2_config().vision_config, IMAGE_SIZE)
     assert (batch["input_ids"][:, :n_image] == model.image_token_id).all()
     assert (batch["decoder_input_ids"][:, 0] == DECODER_START).all()
     labels, decoder_in = batch["labels"], batch["decoder_input_ids"]
@@ -140,3 +141,59 @@ def test_forward_macs_grow_with_decoder_length(base_models, tokenizers):
     # the LM head alone costs hidden x vocab MACs per decoder token
     hidden, vocab = model.lm_head.in_features, model.lm_head.out_features
     assert long - short > 8 * hidden * vocab
+
+
+def test_from_pretrained_of_saved_directory_gives_identical_logits(base_models, tokenizers, tmp_path):
+    from florenz_lib.models.florenz import FlorenzForConditionalGeneration
+    model = florenz_from_florence2(base_models[0], *tokenizers).eval()
+    model.save_pretrained(tmp_path)
+    loaded = FlorenzForConditionalGeneration.from_pretrained(tmp_path).eval()
+    batch = _batch(model, tokenizers)
+    with torch.no_grad():
+        torch.testing.assert_close(_logits(loaded, batch), _logits(model, batch), rtol=0, atol=0)
+
+
+def test_checkpoint_that_does_not_fit_its_config_names_path_and_tensor(base_models, tmp_path):
+    import json
+
+    import pytest
+    florence, gemma = base_models
+    save_florenz(florenz_from_florence2_and_gemma2(florence, gemma), str(tmp_path))
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["gemma2"]["intermediate_size"] += 8
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError) as error:
+        load_florenz(str(tmp_path))
+    assert str(tmp_path) in str(error.value) and "mlp.gate_proj.weight" in str(error.value)
+
+
+def test_missing_base_checkpoint_names_the_path(tmp_path, tokenizers):
+    import pytest
+
+    from florenz_lib.models.stages import restructure
+    missing = tmp_path / "no-such-florence"
+    with pytest.raises(FileNotFoundError, match=str(missing)):
+        restructure("florence", str(missing), None, str(tmp_path), str(tmp_path / "out"))
+
+
+@pytest.mark.parametrize("family", ["florence", "gemma"])
+def test_generation_with_cache_matches_teacher_forcing(base_models, tokenizers, family):
+    """Greedy decoding with the decoder's cache picks, at every step but the forced first (bos) and last
+    (eos at the length limit), the argmax of a full forward pass over the tokens generated so far."""
+    florence, gemma = base_models
+    model = (florenz_from_florence2(florence, *tokenizers) if family == "florence"
+             else florenz_from_florence2_and_gemma2(florence, gemma)).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.decoder.parameters():  # a random decoder emits varied tokens
+            p.add_(torch.randn_like(p) * 0.5)
+    batch = _batch(model, tokenizers)
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values")}
+    with torch.no_grad():
+        greedy = model.generate(**inputs, max_new_tokens=6, do_sample=False, num_beams=1, min_new_tokens=6)
+        assert greedy.shape[1] == 7 and (greedy[:, 0] == DECODER_START).all()
+        assert (greedy[:, 1] == DECODER_BOS).all() and (greedy[:, -1] == DECODER_EOS).all()
+        logits = model(**inputs, decoder_input_ids=greedy[:, :-1]).logits
+        assert (logits.argmax(-1)[:, 1:-1] == greedy[:, 2:-1]).all()
+        beams = model.generate(**inputs, max_new_tokens=6)  # the paper's beam search (generation_config)
+    assert model.generation_config.num_beams == 4 and (beams[:, :2] == greedy[:, :2]).all()

@@ -6,8 +6,8 @@ from conftest import TINY_FLORENCE, TINY_GEMMA
 
 from florenz_lib.models.configs import florence2_config, gemma2_config
 from florenz_lib.models.counting import forward_macs
-from florenz_lib.models.florenz import FlorenzForConditionalGeneration, FlorenzSpec
-from florenz_lib.models.paper import (PAPER_SIZES, PAPER_TABLE_COLUMNS, billions, build_paper_model,
+from florenz_lib.models.florenz import FlorenzForConditionalGeneration, FlorenzConfig
+from florenz_lib.models.paper import (PAPER_SIZES, PAPER_TABLE_COLUMNS, parameter_count, build_paper_model,
                                       paper_model_table)
 
 PAPER_P = {"0.4B": 0.4, "1.0B": 1.0, "3.5B": 3.5, "11.2B": 11.2}
@@ -27,8 +27,8 @@ def test_table_has_the_contract_columns_and_one_row_per_size(table):
 def test_parameter_counts_round_to_the_paper_sizes(table):
     for name, size in PAPER_P.items():
         p = int(table.loc[name, "P"])
-        assert round(p / 1e9, 1) == size, (name, billions(p))
-    assert billions(int(table.loc["0.4B", "P"])) == "0.43B"
+        assert round(p / 1e9, 1) == size, (name, parameter_count(p))
+    assert parameter_count(int(table.loc["0.4B", "P"])) == "0.43B"
 
 
 def test_trainable_parameters_follow_the_freezing_policy(table):
@@ -69,11 +69,11 @@ def test_unknown_size_is_refused():
 @pytest.mark.parametrize("family", ["florence", "gemma"])
 def test_meta_count_equals_the_count_on_real_tensors(family):
     florence = florence2_config(TINY_FLORENCE, 300).to_dict()
-    spec = FlorenzSpec(family=family, florence2=florence, decoder_vocab_size=320,
+    config = FlorenzConfig(family=family, florence2=florence, decoder_vocab_size=320,
                        gemma2=gemma2_config(TINY_GEMMA, 320).to_dict() if family == "gemma" else None)
-    real = FlorenzForConditionalGeneration(spec)
+    real = FlorenzForConditionalGeneration(config)
     with torch.device("meta"):
-        meta = FlorenzForConditionalGeneration(spec)
+        meta = FlorenzForConditionalGeneration(config)
     args = (32, 7, 9)
     assert forward_macs(meta, *args) == forward_macs(real, *args)
 
@@ -81,11 +81,30 @@ def test_meta_count_equals_the_count_on_real_tensors(family):
 def test_macs_include_the_vision_towers_attention():
     """The vision tower defaults to SDPA, whose CPU kernel FlopCounterMode does not count; forward_macs
     switches every module to eager attention, so a model set to SDPA counts the same as one set to eager."""
-    spec = FlorenzSpec(family="florence", florence2=florence2_config(TINY_FLORENCE, 300).to_dict(),
+    config = FlorenzConfig(family="florence", florence2=florence2_config(TINY_FLORENCE, 300).to_dict(),
                        decoder_vocab_size=320)
-    model = FlorenzForConditionalGeneration(spec)
+    model = FlorenzForConditionalGeneration(config)
     model.vision_tower.config._attn_implementation = "sdpa"
     with_sdpa = forward_macs(model, 32, 7, 9)
     assert model.vision_tower.config._attn_implementation == "sdpa"  # restored after counting
     model.vision_tower.config._attn_implementation = "eager"
     assert forward_macs(model, 32, 7, 9) == with_sdpa
+
+
+def test_florenz_models_command_prints_paper_sizes_without_weights(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+    config["results_dir"] = str(tmp_path / "results")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = subprocess.run([sys.executable, "-m", "florenz_lib", "models", "--config", str(tmp_path / "config.yaml")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for printed in ("0.43B", "1.04B", "3.49B", "11.22B"):
+        assert printed in result.stdout
+    assert "not restructured yet" in result.stderr  # world sizes are left out, and it says so
+    written = (tmp_path / "results" / "tables" / "models.csv").read_text().splitlines()
+    assert written[0] == "model,family,P,Pt,F,encoder_vocab,decoder_vocab" and len(written) == 5

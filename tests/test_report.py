@@ -194,6 +194,8 @@ def test_law2_predict_matches_truth_without_noise():
 
 # --- report ---------------------------------------------------------------------------
 
+TABLES = ("law1", "law2", "law2_contrasts", "law2_diagnostics", "extrapolation", "law2_holdout", "law2_bootstrap")
+
 
 def test_write_report_writes_contract_files(tmp_path):
     runs_csv = tmp_path / "runs.csv"
@@ -201,8 +203,8 @@ def test_write_report_writes_contract_files(tmp_path):
 
     written = write_report(str(runs_csv), str(tmp_path / "tables"), str(tmp_path / "figures"))
 
-    expected_names = {"law1.csv", "law1.md", "law2.csv", "law2.md"}
-    expected_names |= {f"law{n}_{s}.png" for n in (1, 2) for s in ("UC", "ST", "SC")}
+    table_names = {f"{t}.{ext}" for t in TABLES for ext in ("csv", "md")}
+    expected_names = table_names | {f"law{n}_{s}.png" for n in (1, 2) for s in ("UC", "ST", "SC")}
     assert set(written) == expected_names
     for path in written.values():
         with open(path, "rb") as f:
@@ -222,7 +224,7 @@ def test_write_report_writes_contract_files(tmp_path):
     law1_md = (tmp_path / "tables" / "law1.md").read_text()
     assert law1_md.splitlines()[0].replace(" ", "").startswith("|split|a0|a1|a1_ci_low|")
     # No temporary files are left behind by the atomic writes.
-    assert sorted(p.name for p in (tmp_path / "tables").iterdir()) == ["law1.csv", "law1.md", "law2.csv", "law2.md"]
+    assert {p.name for p in (tmp_path / "tables").iterdir()} == table_names
 
 
 def test_write_report_rejects_missing_column(tmp_path):

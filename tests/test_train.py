@@ -79,7 +79,7 @@ def _train_losses(base_models, tokenizers, tmp_path, name):
              "annotations": _annotations(["caption-en", "caption-de", "translation-es", "translation-zh"])}
             for i in range(6)]
     stream = BalancedImageStream(rows, seed=3)
-    collate = Seq2SeqCollator(*tokenizers, num_image_tokens(model.spec.florence2_config().vision_config, 32),
+    collate = Seq2SeqCollator(*tokenizers, num_image_tokens(model.config.florence2_config().vision_config, 32),
                               24, 16, decoder_start_id=DECODER_START)
     return train_loop(model, lambda: collate(stream.next_examples(4)), lambda m, b: batch_ce(m, b).mean(), 4, 4,
                       OptimConfig(lr=1e-2, warmup_steps=1), str(tmp_path / f"{name}.csv"), desc=name)

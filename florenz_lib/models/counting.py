@@ -37,7 +37,7 @@ def forward_macs(model: FlorenzForConditionalGeneration, image_size: int, encode
     decoder_tokens target tokens in the decoder. No padding mask: one unpadded sample needs none, and
     masking costs no multiply-adds."""
     device = next(model.parameters()).device
-    n_image = num_image_tokens(model.spec.florence2_config().vision_config, image_size)
+    n_image = num_image_tokens(model.config.florence2_config().vision_config, image_size)
     input_ids = torch.cat([torch.full((1, n_image), model.image_token_id, device=device),
                            torch.full((1, encoder_text_tokens), 5, device=device)], dim=1)
     decoder_input_ids = torch.full((1, decoder_tokens), 5, device=device)

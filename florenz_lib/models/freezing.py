@@ -15,7 +15,7 @@ def apply_freezing_policy(model: FlorenzForConditionalGeneration) -> None:
     for module in (model.vision_tower, model.multi_modal_projector):
         module.requires_grad_(False)
     model.encoder.requires_grad_(True)
-    if model.spec.family == "florence":
+    if model.config.family == "florence":
         model.decoder.requires_grad_(True)
     else:
         for name, param in model.decoder.named_parameters():

@@ -27,7 +27,7 @@ import torch
 from transformers import Florence2Config
 
 from .counting import forward_macs
-from .florenz import FlorenzForConditionalGeneration, FlorenzSpec
+from .florenz import FlorenzForConditionalGeneration, FlorenzConfig
 from .freezing import apply_freezing_policy, count_parameters
 
 PAPER_SIZES = ("0.4B", "1.0B", "3.5B", "11.2B")
@@ -44,17 +44,17 @@ def _paper_config(name: str) -> dict:
     return json.loads(path.read_text())
 
 
-def paper_spec(name: str) -> FlorenzSpec:
-    """The FlorenzSpec of a paper size ("0.4B", "1.0B", "3.5B", "11.2B")."""
+def paper_config(name: str) -> FlorenzConfig:
+    """The FlorenzConfig of a paper size ("0.4B", "1.0B", "3.5B", "11.2B")."""
     data = copy.deepcopy(_paper_config(name))  # the cached data stays unshared
-    return FlorenzSpec(family=data["family"], florence2=Florence2Config(**data["florence2"]).to_dict(),
+    return FlorenzConfig(family=data["family"], florence2=Florence2Config(**data["florence2"]).to_dict(),
                        decoder_vocab_size=data["decoder_vocab_size"], gemma2=data["gemma2"])
 
 
 def build_paper_model(name: str) -> FlorenzForConditionalGeneration:
     """A paper-size Florenz model on the meta device: no storage, no weights; eval mode."""
     with torch.device("meta"):
-        model = FlorenzForConditionalGeneration(paper_spec(name))
+        model = FlorenzForConditionalGeneration(paper_config(name))
     return model.eval()
 
 
@@ -63,9 +63,9 @@ def paper_model_row(name: str) -> dict:
     apply_freezing_policy(model)
     p, pt = count_parameters(model)
     macs = forward_macs(model, PAPER_IMAGE_SIZE, PAPER_ENCODER_TEXT_TOKENS, PAPER_DECODER_TOKENS)
-    return {"model": name, "family": model.spec.family, "P": p, "Pt": pt, "F": macs,
+    return {"model": name, "family": model.config.family, "P": p, "Pt": pt, "F": macs,
             "encoder_vocab": model.encoder.embed_tokens.num_embeddings,
-            "decoder_vocab": model.spec.decoder_vocab_size}
+            "decoder_vocab": model.config.decoder_vocab_size}
 
 
 def paper_model_table() -> pd.DataFrame:
@@ -74,6 +74,6 @@ def paper_model_table() -> pd.DataFrame:
     return pd.DataFrame([paper_model_row(name) for name in PAPER_SIZES], columns=PAPER_TABLE_COLUMNS)
 
 
-def billions(n: int) -> str:
-    """Parameter count as the paper writes it, to two decimals: 431_000_000 -> "0.43B"."""
-    return f"{n / 1e9:.2f}B"
+def parameter_count(n: int) -> str:
+    """As the paper writes sizes: 431_000_000 -> "0.43B"; small world models in millions."""
+    return f"{n / 1e9:.2f}B" if n >= 1e8 else f"{n / 1e6:.2f}M"

@@ -4,7 +4,7 @@ from __future__ import annotations
 from tokenizers import Tokenizer
 from transformers import Florence2ForConditionalGeneration, Gemma2ForCausalLM
 
-from .florenz import DECODER_BOS, DECODER_EOS, DECODER_PAD, FlorenzForConditionalGeneration, FlorenzSpec
+from .florenz import DECODER_BOS, DECODER_EOS, DECODER_PAD, FlorenzForConditionalGeneration, FlorenzConfig
 from .fvt import fast_vocabulary_transfer
 
 
@@ -19,9 +19,9 @@ def _load_florence_encoder(model: FlorenzForConditionalGeneration, florence: Flo
 def florenz_from_florence2(florence: Florence2ForConditionalGeneration, encoder_tokenizer: Tokenizer,
                            decoder_tokenizer: Tokenizer) -> FlorenzForConditionalGeneration:
     """Florence family: keep Florence-2 whole, move its decoder to the decoder tokenizer by FVT."""
-    spec = FlorenzSpec(family="florence", florence2=florence.config.to_dict(),
+    config = FlorenzConfig(family="florence", florence2=florence.config.to_dict(),
                        decoder_vocab_size=decoder_tokenizer.get_vocab_size())
-    model = FlorenzForConditionalGeneration(spec)
+    model = FlorenzForConditionalGeneration(config)
     _load_florence_encoder(model, florence)
     decoder_state = {k: v for k, v in florence.model.language_model.decoder.state_dict().items()
                      if not k.startswith("embed_tokens.")}
@@ -33,8 +33,7 @@ def florenz_from_florence2(florence: Florence2ForConditionalGeneration, encoder_
                    DECODER_BOS: text.bos_token_id, decoder_tokenizer.token_to_id("<unk>"): encoder_tokenizer.token_to_id("<unk>")}
     new_rows = fast_vocabulary_transfer(florence.model.language_model.shared.weight.data, encoder_tokenizer,
                                         decoder_tokenizer, special_map)
-    model.decoder.embed_tokens.weight.data.copy_(new_rows)
-    model.tie_weights()  # FVT fills the embeddings and the LM head, which stay tied
+    model.decoder.embed_tokens.weight.data.copy_(new_rows)  # also the LM head: the two are tied
     return model
 
 
@@ -42,10 +41,9 @@ def florenz_from_florence2_and_gemma2(florence: Florence2ForConditionalGeneratio
                                       gemma: Gemma2ForCausalLM) -> FlorenzForConditionalGeneration:
     """Gemma family: Florence-2 vision tower and encoder, Gemma-2 decoder with gated cross attention."""
     gemma_config = gemma.config.to_dict()
-    spec = FlorenzSpec(family="gemma", florence2=florence.config.to_dict(),
+    config = FlorenzConfig(family="gemma", florence2=florence.config.to_dict(),
                        decoder_vocab_size=gemma.config.vocab_size, gemma2=gemma_config)
-    model = FlorenzForConditionalGeneration(spec)
+    model = FlorenzForConditionalGeneration(config)
     _load_florence_encoder(model, florence)
     model.decoder.load_language_model(gemma.model)
-    model.tie_weights()
     return model

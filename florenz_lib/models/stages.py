@@ -7,25 +7,22 @@ from transformers import Florence2ForConditionalGeneration, Gemma2ForCausalLM
 
 from ..io import write_json
 from .counting import forward_macs
-from .florenz import load_florenz, save_florenz
+from .florenz import load_florenz, save_florenz, strict_from_pretrained
 from .freezing import apply_freezing_policy, count_parameters
 from .restructure import florenz_from_florence2, florenz_from_florence2_and_gemma2
 from .tokenizers import load_tokenizer
 
 
-def _from_pretrained(cls, path: str):
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"base model directory not found: {path}")
-    return cls.from_pretrained(path, attn_implementation="eager")
-
-
 def restructure(family: str, florence_dir: str, gemma_dir: str | None, tokenizers_dir: str, out_dir: str) -> None:
-    florence = _from_pretrained(Florence2ForConditionalGeneration, florence_dir)
+    """Base checkpoints are read with transformers' from_pretrained from local directories, as real
+    Florence-2 and Gemma-2 checkpoints would be."""
+    florence = strict_from_pretrained(Florence2ForConditionalGeneration, florence_dir, attn_implementation="eager")
     if family == "florence":
         model = florenz_from_florence2(florence, load_tokenizer(os.path.join(tokenizers_dir, "encoder.json")),
                                        load_tokenizer(os.path.join(tokenizers_dir, "decoder.json")))
     else:
-        model = florenz_from_florence2_and_gemma2(florence, _from_pretrained(Gemma2ForCausalLM, gemma_dir))
+        gemma = strict_from_pretrained(Gemma2ForCausalLM, gemma_dir, attn_implementation="eager")
+        model = florenz_from_florence2_and_gemma2(florence, gemma)
     save_florenz(model, out_dir)
 
 
@@ -33,10 +30,10 @@ def model_stats(model_dir: str, image_size: int, encoder_text_tokens: int, decod
     model = load_florenz(model_dir)
     apply_freezing_policy(model)
     total, trainable = count_parameters(model)
-    stats = {"family": model.spec.family, "P": total, "Pt": trainable,
+    stats = {"family": model.config.family, "P": total, "Pt": trainable,
              "F": forward_macs(model, image_size, encoder_text_tokens, decoder_tokens),
              "F_unit": "MACs (FlopCounterMode FLOPs / 2)",
              "encoder_vocab": model.encoder.embed_tokens.num_embeddings,
-             "decoder_vocab": model.spec.decoder_vocab_size}
+             "decoder_vocab": model.config.decoder_vocab_size}
     write_json(stats, out_json)
     return stats

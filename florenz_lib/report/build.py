@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .figures import plot_law1, plot_law2
-from .laws import SPLITS, fit_law1, fit_law2
+from .analysis import (
+    PAPER_TARGET,
+    check_targets,
+    extrapolation_table,
+    law2_bootstrap,
+    law2_contrasts,
+    law2_diagnostics,
+    law2_holdout,
+)
+from .figures import family_T_values, plot_law1, plot_law2
+from .laws import LAW2_TERMS, SPLITS, fit_law1, fit_law2
 from .tables import law1_table_from_fits, law2_table_from_fits, write_table
 
 log = logging.getLogger(__name__)
@@ -23,8 +32,9 @@ LOG_SCALE_COLUMNS = ("P", "S", "T", "C")
 def read_runs_table(runs_csv: str, splits: Sequence[str] = SPLITS) -> pd.DataFrame:
     """Read and validate the runs table (DESIGN.md 5b).
 
-    Raises ValueError naming the missing columns, or the first column and run whose value
-    is not a finite positive number among P, S, T, C and the losses of `splits`.
+    Raises ValueError naming the missing columns, the first column and run whose value is
+    not a finite positive number among P, S, T, C and the losses of `splits`, or a table
+    with no more runs than law 2 has parameters (it could not estimate any uncertainty).
     """
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:
@@ -42,27 +52,50 @@ def read_runs_table(runs_csv: str, splits: Sequence[str] = SPLITS) -> pd.DataFra
         if bad.any():
             run = runs["run"].iloc[int(np.argmax(bad))]
             value = runs[column].iloc[int(np.argmax(bad))]
+            value = value.item() if isinstance(value, np.generic) else value  # nan, not np.float64(nan)
             raise ValueError(
                 f"{runs_csv}: column {column} must be finite and > 0 (it is log-transformed), "
                 f"got {value!r} for run {run!r} ({int(bad.sum())} bad row(s) in all)"
             )
         runs[column] = values
+    n_params = len(LAW2_TERMS)
+    if len(runs) <= n_params:
+        raise ValueError(
+            f"{runs_csv}: {len(runs)} run(s), but law 2 estimates {n_params} parameters "
+            f"({', '.join(LAW2_TERMS)}) and needs at least {n_params + 1} runs"
+        )
     return runs[list(RUNS_COLUMNS)]
 
 
 def write_report(
-    runs_csv: str, tables_dir: str, figures_dir: str, splits: Sequence[str] = SPLITS
+    runs_csv: str,
+    tables_dir: str,
+    figures_dir: str,
+    splits: Sequence[str] = SPLITS,
+    targets: Sequence[Mapping[str, float]] = (PAPER_TARGET,),
+    bootstrap_samples: int = 1000,
+    seed: int = 0,
 ) -> dict[str, str]:
-    """Fit both laws per split and write the tables and figures.
+    """Fit both laws per split and write every table and figure; no DAG needed.
 
-    Writes tables_dir/law1.{csv,md}, tables_dir/law2.{csv,md}, and per split
-    figures_dir/law1_{split}.png and figures_dir/law2_{split}.png. Returns a dict from each
+    Tables (each CSV with a Markdown twin) in tables_dir: law1, law2 (the DESIGN.md 5b
+    contract), law2_contrasts (b1-b2, b3+b2, b3+b1), law2_diagnostics (normality,
+    heteroscedasticity, VIF), extrapolation (95% prediction intervals at `targets`, each a
+    mapping with P, S, T), law2_holdout (refits without the largest size and without the
+    largest budget) and law2_bootstrap (`bootstrap_samples` case resamples drawn with
+    `seed`). Figures per split in figures_dir: law1_{split}.png and law2_{split}.png (the
+    latter with lines for the families' T and the targets' T). Returns a dict from each
     written file's name (e.g. "law1.csv", "law2_UC.png") to its path.
     """
+    targets = check_targets(targets)
     runs = read_runs_table(runs_csv, splits)
     log.info("read %d runs from %s", len(runs), runs_csv)
     tables_dir, figures_dir = Path(tables_dir), Path(figures_dir)
     written: dict[str, str] = {}
+
+    T_lines = family_T_values(runs)
+    for T in sorted({t["T"] for t in targets}, reverse=True):
+        T_lines.setdefault(f"target T = {T:.3g}", T)
 
     law1_fits, law2_fits = [], []
     for split in splits:
@@ -73,12 +106,23 @@ def write_report(
         )
         law1_fits.append(law1)
         law2_fits.append(law2)
-        for name, plot, fit in (("law1", plot_law1, law1), ("law2", plot_law2, law2)):
-            path = figures_dir / f"{name}_{split}.png"
-            plot(runs, fit, path)
-            written[path.name] = str(path)
+        path = figures_dir / f"law1_{split}.png"
+        plot_law1(runs, law1, path)
+        written[path.name] = str(path)
+        path = figures_dir / f"law2_{split}.png"
+        plot_law2(runs, law2, path, T_values=T_lines)
+        written[path.name] = str(path)
 
-    for name, table in (("law1", law1_table_from_fits(law1_fits)), ("law2", law2_table_from_fits(law2_fits))):
+    tables = {
+        "law1": law1_table_from_fits(law1_fits),
+        "law2": law2_table_from_fits(law2_fits),
+        "law2_contrasts": law2_contrasts(law2_fits),
+        "law2_diagnostics": law2_diagnostics(law2_fits),
+        "extrapolation": extrapolation_table(law2_fits, targets),
+        "law2_holdout": law2_holdout(runs, splits),
+        "law2_bootstrap": law2_bootstrap(runs, law2_fits, bootstrap_samples, seed),
+    }
+    for name, table in tables.items():
         for path in write_table(table, tables_dir / f"{name}.csv"):
             written[path.name] = str(path)
     log.info("wrote %d report files to %s and %s", len(written), tables_dir, figures_dir)

@@ -79,21 +79,19 @@ def plot_law1(df: pd.DataFrame, fit: Law1Fit, path: str | os.PathLike) -> None:
     _save(fig, path)
 
 
-def plot_law2(df: pd.DataFrame, fit: Law2Fit, path: str | os.PathLike) -> None:
-    """Loss against P: law 2 as one line per seen-sample count S, with the runs.
+def family_T_values(df: pd.DataFrame) -> dict[str, float]:
+    """Per family, the geometric mean of its models' initial loss T (the paper's Figure 3 lines)."""
+    logs = np.log10(df["T"]).groupby(df["family"]).mean()
+    return {f"{family} T = {10.0**v:.3g}": float(10.0**v) for family, v in logs.sort_values(ascending=False).items()}
 
-    Lines are drawn at the geometric mean of T (the mean of log10 T, the scale law 2 is
-    linear in). Because T differs between sizes, each run is shown twice: hollow at its
-    observed loss, and filled at its loss adjusted to that T by the fitted T exponent,
-    y * (T_mean / T)^b3; the filled points are the ones the lines should pass through.
-    """
+
+def _law2_S_panel(ax, df: pd.DataFrame, fit: Law2Fit) -> None:
     S_levels = np.sort(df["S"].unique())
     cmap = plt.get_cmap("plasma")
     colours = {S: cmap(0.85 * i / max(len(S_levels) - 1, 1)) for i, S in enumerate(S_levels)}
     T_mean = 10.0 ** fit.log_data["log_T"].mean()
     P_line = np.geomspace(df["P"].min(), df["P"].max(), 100)
 
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
     for S in S_levels:
         runs = df[df["S"] == S]
         adjusted = runs[fit.split] * (T_mean / runs["T"]) ** fit.coef["T"]
@@ -108,4 +106,60 @@ def plot_law2(df: pd.DataFrame, fit: Law2Fit, path: str | os.PathLike) -> None:
         Line2D([], [], ls="", label=f"$R^2$ = {fit.r2:.2f}"),
     ]
     _finish_log_log_axes(ax, handles, "parameters P", fit.split, f"Law 2, {fit.split}: y = b0 P^b1 S^b2 T^b3")
+
+
+_T_LINESTYLES = (":", "--", "-", "-.")
+
+
+def _law2_T_panel(ax, df: pd.DataFrame, fit: Law2Fit, T_values: dict[str, float], P_extend: float) -> None:
+    """Figure 3 analogue: one line per (S, T); the largest S orange, smaller S lighter greys."""
+    S_levels = np.sort(df["S"].unique())
+    greys = {S: str(0.75 - 0.5 * i / max(len(S_levels) - 1, 1)) for i, S in enumerate(S_levels[:-1])}
+    colours = {**greys, S_levels[-1]: "C1"}
+    markers = _family_markers(df["family"])
+    P_line = np.geomspace(df["P"].min(), df["P"].max() * P_extend, 100)
+
+    styles = dict(zip(T_values, itertools.cycle(_T_LINESTYLES)))
+    for label, T in T_values.items():
+        for S in S_levels:
+            ax.plot(P_line, fit.predict(P_line, S, T), color=colours[S], ls=styles[label],
+                    lw=1.8 if S == S_levels[-1] else 1.1, zorder=2 if S != S_levels[-1] else 3)
+    for (family, S), runs in df.groupby(["family", "S"], sort=False):
+        ax.scatter(runs["P"], runs[fit.split], marker=markers[family], color=colours[S], edgecolors="0.2",
+                   linewidths=0.5, s=30, zorder=4)
+    ax.axvline(df["P"].max(), color="0.85", lw=0.8, zorder=1)
+
+    handles = [Line2D([], [], color="0.3", ls=styles[label], label=label) for label in T_values]
+    handles += [Line2D([], [], color=colours[S], lw=1.5, label=f"S = {S:.3g}") for S in S_levels]
+    handles += [Line2D([], [], ls="", marker=m, color="0.3", label=f) for f, m in markers.items()]
+    _finish_log_log_axes(ax, handles, "parameters P (right of the grey line: extrapolated)", fit.split,
+                         f"Law 2, {fit.split}: lines per S and T")
+
+
+def plot_law2(
+    df: pd.DataFrame,
+    fit: Law2Fit,
+    path: str | os.PathLike,
+    T_values: dict[str, float] | None = None,
+    P_extend: float = 10.0,
+) -> None:
+    """Loss against P in two panels.
+
+    Left: law 2 as one line per seen-sample count S. Lines are drawn at the geometric mean
+    of T (the mean of log10 T, the scale law 2 is linear in). Because T differs between
+    sizes, each run is shown twice: hollow at its observed loss, and filled at its loss
+    adjusted to that T by the fitted T exponent, y * (T_mean / T)^b3; the filled points are
+    the ones the lines should pass through.
+
+    Right (the paper's Figure 3): lines for every S at each chosen T (`T_values`, label ->
+    T; default one per family, the geometric mean of its models' T), line style by T, the
+    largest S in orange and smaller ones in lighter greys, with the observed runs; P runs to
+    `P_extend` times the largest observed P to show the extrapolation.
+    """
+    if T_values is None:
+        T_values = family_T_values(df)
+    fig, (ax_S, ax_T) = plt.subplots(1, 2, figsize=(12.5, 4.4))
+    _law2_S_panel(ax_S, df, fit)
+    _law2_T_panel(ax_T, df, fit, T_values, P_extend)
+    fig.subplots_adjust(wspace=0.75)
     _save(fig, path)

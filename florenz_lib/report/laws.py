@@ -142,6 +142,36 @@ class Law2Fit:
         grid = pd.DataFrame({"log_P": np.log10(P).ravel(), "log_S": np.log10(S).ravel(), "log_T": np.log10(T).ravel()})
         return (10.0 ** self.results.predict(grid).to_numpy()).reshape(P.shape)
 
+    def prediction_frame(self, P, S, T, alpha: float = 0.05) -> pd.DataFrame:
+        """statsmodels' get_prediction(...).summary_frame(alpha) at (P, S, T), in log10 space.
+
+        Columns mean, mean_se, mean_ci_lower/upper (confidence interval of the mean) and
+        obs_ci_lower/upper (prediction interval of a new observation), one row per point.
+        """
+        P, S, T = np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, dtype=float)) for v in (P, S, T)))
+        values = {"P": P, "S": S, "T": T}
+        for name, v in values.items():
+            if not (np.isfinite(v) & (v > 0)).all():
+                raise ValueError(f"law 2 prediction for split {self.split}: {name} must be finite and > 0, got {v}")
+        grid = pd.DataFrame({f"log_{name}": np.log10(v).ravel() for name, v in values.items()})
+        return self.results.get_prediction(grid).summary_frame(alpha=alpha).reset_index(drop=True)
+
+    def predict_interval(self, P, S, T, alpha: float = 0.05) -> pd.DataFrame:
+        """Point prediction and (1 - alpha) prediction interval of the loss at (P, S, T).
+
+        The law is linear in log10 space, so the interval is statsmodels' obs_ci there,
+        back-transformed with 10 ** (an interval for a new run's loss, not for the mean).
+        Columns prediction (10 ** E[log10 y], as `predict`), pi_low, pi_high.
+        """
+        frame = self.prediction_frame(P, S, T, alpha)
+        return pd.DataFrame(
+            {
+                "prediction": 10.0 ** frame["mean"],
+                "pi_low": 10.0 ** frame["obs_ci_lower"],
+                "pi_high": 10.0 ** frame["obs_ci_upper"],
+            }
+        )
+
 
 def _by_term(values: pd.Series | pd.DataFrame) -> pd.Series | pd.DataFrame:
     """Re-index statsmodels output from formula names to LAW2_TERMS."""

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pandas as pd
 
 from ..io import read_json
+from ..models.paper import PAPER_TABLE_COLUMNS as MODELS_COLUMNS
 from ..paths import Layout
 from .build import RUNS_COLUMNS
 
-MODELS_COLUMNS = ["model", "family", "P", "Pt", "F", "encoder_vocab", "decoder_vocab"]
 
 
 def initial_loss_T(initial_ce: dict) -> float:

@@ -1,8 +1,11 @@
 """The optimisation loop shared by base pretraining and the study's runs: AdamW (weight decay on
->= 2-D weights only), linear warmup then cosine decay, gradient clipping, CSV log, progress bar."""
+>= 2-D weights only), linear warmup then cosine decay, gradient accumulation, gradient clipping,
+data parallelism (DDP/FSDP under torchrun), bf16 autocast on GPUs, resumable checkpoints, and logs of
+loss, lr, throughput and seen samples to CSV and TensorBoard, with a progress bar."""
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -13,6 +16,11 @@ from torch import nn
 from tqdm import tqdm
 
 from ..io import replacing
+from .checkpoint import Checkpointing, Resumed, load_training_state, save_checkpoint
+from .distributed import DistContext, gradient_sync
+
+log = logging.getLogger(__name__)
+LOG_COLUMNS = ["step", "loss", "lr", "samples_per_s", "seen_samples"]
 
 
 @dataclass
@@ -46,31 +54,79 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_ste
 
 
 def train_loop(model: nn.Module, next_batch: Callable[[], dict], compute_loss: Callable[[nn.Module, dict], torch.Tensor],
-               steps: int, batch_size: int, cfg: OptimConfig, log_csv: str, desc: str = "train") -> list[float]:
-    """Run `steps` optimizer steps; log step, loss, lr, samples/s and seen samples to log_csv."""
+               steps: int, batch_size: int, cfg: OptimConfig, log_csv: str, desc: str = "train", *,
+               grad_accum: int = 1, ctx: DistContext | None = None, checkpointing: Checkpointing | None = None,
+               resumed: Resumed | None = None, sampler=None, tensorboard_dir: str | None = None) -> list[float]:
+    """Run `steps` optimizer steps of `batch_size` samples (all ranks and micro-batches together) and
+    return the loss of every step (mean over the global batch, the same on every rank).
+
+    `next_batch()` gives this rank's next micro-batch; it is called `grad_accum` times per step and
+    `compute_loss` must return the micro-batch's mean loss. Under DDP/FSDP `model` is the wrapped
+    module. With `checkpointing`, every `checkpointing.every` steps the full training state (including
+    `sampler.state_dict()`) is saved; `resumed` (from checkpoint.find_resumable, whose model weights
+    are already loaded) continues such a run. Rank 0 writes log_csv (atomically, at the end; columns
+    LOG_COLUMNS) and TensorBoard events to `tensorboard_dir`."""
+    ctx = ctx or DistContext()
     optimizer = make_optimizer(model, cfg)
     scheduler = warmup_cosine(optimizer, cfg.warmup_steps, steps)
     trainable = [p for p in model.parameters() if p.requires_grad]
+    rows: list[list] = []
+    losses: list[float] = []
+    start = 0
+    if resumed is not None:
+        load_training_state(model, optimizer, scheduler, ctx, resumed)
+        if sampler is not None:
+            sampler.load_state_dict(resumed.state["sampler"])
+        start, rows, losses = resumed.step, resumed.log_rows, resumed.losses
+        log.info("%s: resumed at step %d of %d from %s", desc, start, steps, resumed.path)
+    writer = None
+    if tensorboard_dir and ctx.is_main:
+        from torch.utils.tensorboard import SummaryWriter
+        # purge_step drops the events a crashed attempt logged after its last checkpoint
+        writer = SummaryWriter(tensorboard_dir, purge_step=start + 1 if start else None)
     model.train()
-    losses = []
-    with replacing(log_csv) as tmp_log, open(tmp_log, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["step", "loss", "lr", "samples_per_s", "seen_samples"])
-        progress = tqdm(range(1, steps + 1), desc=desc, mininterval=5)
-        for step in progress:
-            started = time.perf_counter()
+    progress = tqdm(range(start + 1, steps + 1), desc=desc, mininterval=5, initial=start, total=steps,
+                    disable=not ctx.is_main)
+    for step in progress:
+        started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=ctx.device)
+        for micro in range(grad_accum):
             batch = next_batch()
-            loss = compute_loss(model, batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{desc}: loss is {loss.item()} at step {step}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
-            lr = scheduler.get_last_lr()[0]
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
-            throughput = batch_size / (time.perf_counter() - started)
-            writer.writerow([step, f"{losses[-1]:.6f}", f"{lr:.6g}", f"{throughput:.1f}", step * batch_size])
-            progress.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+            if ctx.device.type != "cpu":
+                batch = {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
+            with gradient_sync(model, micro == grad_accum - 1):
+                with ctx.autocast():
+                    loss = compute_loss(model, batch)
+                (loss / grad_accum).backward()
+            total += loss.detach().float()
+        step_loss = ctx.mean(total / grad_accum)
+        if not math.isfinite(step_loss):
+            raise FloatingPointError(f"{desc}: loss is {step_loss} at step {step}")
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+        lr = scheduler.get_last_lr()[0]
+        optimizer.step()
+        scheduler.step()
+        losses.append(step_loss)
+        throughput = batch_size / (time.perf_counter() - started)
+        rows.append([step, f"{step_loss:.6f}", f"{lr:.6g}", f"{throughput:.1f}", step * batch_size])
+        if writer is not None:
+            writer.add_scalar("train/loss", step_loss, step)
+            writer.add_scalar("train/lr", lr, step)
+            writer.add_scalar("train/samples_per_s", throughput, step)
+            writer.add_scalar("train/seen_samples", step * batch_size, step)
+            writer.add_scalar("train/grad_norm", float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor")
+                                                       else grad_norm), step)
+        progress.set_postfix(loss=f"{step_loss:.3f}", refresh=False)
+        if checkpointing is not None and checkpointing.due(step, steps):
+            save_checkpoint(checkpointing, step, model, optimizer, scheduler, ctx,
+                            sampler.state_dict() if sampler is not None else {}, rows, losses)
+    progress.close()
+    if writer is not None:
+        writer.close()
+    if ctx.is_main:
+        with replacing(log_csv) as tmp_log, open(tmp_log, "w", newline="") as f:
+            csv_writer = csv.writer(f)
+            csv_writer.writerow(LOG_COLUMNS)
+            csv_writer.writerows(rows)
     return losses

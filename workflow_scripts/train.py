@@ -1,3 +1,0 @@
-from florenz_lib.workflow import run_stage
-
-run_stage("train", snakemake)  # noqa: F821 (injected by Snakemake)
