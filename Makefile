@@ -5,7 +5,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: run test lint clean chromium
+.PHONY: run test test-slurm lint clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,12 @@ run: $(STAMP)
 	$(VENV)/bin/snakemake --cores $(CORES) all
 
 test: $(STAMP) chromium
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -m "not slurm"
+
+# The study through `--profile slurm` on a real local SLURM cluster (scripts/slurm-local-up.sh
+# installs and starts it, as root; the test stops it again). About 8 minutes on 2 cores.
+test-slurm: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -m slurm
 
 # Headless Chromium for the HTML-report test (Debian; needs root and apt on a fresh machine)
 chromium:
