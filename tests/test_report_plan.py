@@ -16,7 +16,6 @@ from florenz_lib.report import fit_law2, read_runs_table
 from florenz_lib.report.planner import distinct_models, fit_forward_macs, plan
 
 REPO = Path(__file__).resolve().parents[1]
-STUDY_RUNS = REPO / "results" / "tables" / "runs.csv"
 
 
 def _florenz(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -133,12 +132,3 @@ def test_cli_plan_reports_a_bad_runs_table(tmp_path):
     assert "florenz plan:" in result.stderr and "missing column(s) ['F']" in result.stderr
     missing = _florenz("plan", "--runs", str(tmp_path / "nope.csv"), "--split", "UC", "--target", "2.0")
     assert missing.returncode == 2 and "nope.csv" in missing.stderr
-
-
-@pytest.mark.skipif(not STUDY_RUNS.is_file(), reason="the default study has not been run (no results/tables/runs.csv)")
-@pytest.mark.parametrize("split", ["UC", "ST", "SC"])
-def test_plan_on_the_default_study_runs(split):
-    runs = read_runs_table(str(STUDY_RUNS), [split])
-    target = float(runs[split].median())
-    result = plan(runs, split, target)
-    assert result.predicted == pytest.approx(target, rel=0.01)
