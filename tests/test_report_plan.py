@@ -12,7 +12,7 @@ import pytest
 import yaml
 from test_report import synthetic_runs
 
-from florenz_lib.report import fit_law2, read_runs_table
+from florenz_lib.report import fit_law2
 from florenz_lib.report.planner import distinct_models, fit_forward_macs, plan
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,7 +16,6 @@ from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 from transformers.models.bart.modeling_bart import BartDecoder, BartEncoder
 from transformers.models.florence2.modeling_florence2 import Florence2MultiModalProjector, Florence2VisionBackbone
 
-from ..io import replacing
 from .configs import FINAL_LOGIT_SOFTCAP
 from .cross_attention import Gemma2CrossAttentionDecoder
 
