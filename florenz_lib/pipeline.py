@@ -85,9 +85,8 @@ def restructure(config: dict, size: str) -> None:
     from .models.stages import restructure as restructure_size
     L, spec = _layout(config), config["models"]["sizes"][size]
     gemma_dir = L.gemma_base(spec["gemma"]) if spec["family"] == "gemma" else None
-    import torch
-    torch.manual_seed(config["seed"])  # the new cross-attention layers are drawn from the global RNG
-    restructure_size(spec["family"], L.florence_base(spec["florence"]), gemma_dir, L.tokenizers(), L.init_model(size))
+    restructure_size(spec["family"], L.florence_base(spec["florence"]), gemma_dir, L.tokenizers(), L.init_model(size),
+                     seed=config["seed"])
 
 
 def model_stats(config: dict, size: str) -> None:

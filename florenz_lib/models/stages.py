@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+import torch
 from transformers import Florence2ForConditionalGeneration, Gemma2ForCausalLM
 
 from ..io import write_json
@@ -13,9 +14,12 @@ from .restructure import florenz_from_florence2, florenz_from_florence2_and_gemm
 from .tokenizers import load_tokenizer
 
 
-def restructure(family: str, florence_dir: str, gemma_dir: str | None, tokenizers_dir: str, out_dir: str) -> None:
+def restructure(family: str, florence_dir: str, gemma_dir: str | None, tokenizers_dir: str, out_dir: str,
+                seed: int = 0) -> None:
     """Base checkpoints are read with transformers' from_pretrained from local directories, as real
-    Florence-2 and Gemma-2 checkpoints would be."""
+    Florence-2 and Gemma-2 checkpoints would be. The surgery's new layers are drawn from the global RNG,
+    seeded here so that the same config gives the same initial model."""
+    torch.manual_seed(seed)
     florence = strict_from_pretrained(Florence2ForConditionalGeneration, florence_dir, attn_implementation="eager")
     if family == "florence":
         model = florenz_from_florence2(florence, load_tokenizer(os.path.join(tokenizers_dir, "encoder.json")),
