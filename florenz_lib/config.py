@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from importlib import resources
 
 import jsonschema
@@ -53,7 +54,30 @@ def _check_references(config: dict) -> list[str]:
                                 f"entries like vision_dims, got {len(base[key])}")
     if len(set(config["train"]["steps"])) != len(config["train"]["steps"]):
         problems.append("config key 'train.steps': budgets must be distinct")
+    if config["world"]["name"] == "synthetic":
+        problems += [f"config key 'data.{key}' is required for the synthetic world" for key in ("clip", "benchmarks")
+                     if key not in config["data"]]
+    elif "cc12m" not in config:
+        problems.append("config key 'cc12m' is required for world.name 'cc12m' (the local files of the cc12m world)")
     return problems
+
+
+def missing_cc12m_paths(config: dict) -> list[str]:
+    """The cc12m world's local inputs that do not exist, each naming its config key (checked at DAG start,
+    so a typo stops the run before any job, not hours into it)."""
+    c = config["cc12m"]
+    paths = {"cc12m.tsv": c["tsv"], "cc12m.descriptions": c["descriptions"],
+             "cc12m.translator.model_dir": c["translator"]["model_dir"],
+             "cc12m.translator.tokenizer_dir": c["translator"]["tokenizer_dir"], "cc12m.clip.weights": c["clip"]["weights"]}
+    if c["clip"].get("model_config"):
+        paths["cc12m.clip.model_config"] = c["clip"]["model_config"]
+    for lang, entry in c["corpus"]["files"].items():
+        if isinstance(entry, dict):
+            paths.update({f"cc12m.corpus.files.{lang}.{side}": path for side, path in entry.items()})
+        else:
+            paths[f"cc12m.corpus.files.{lang}"] = entry
+    return [f"config key '{key}': no such file or directory {path}" for key, path in paths.items()
+            if not os.path.exists(str(path))]
 
 
 def validate_config(config: dict) -> dict:

@@ -6,6 +6,11 @@ import os
 from dataclasses import dataclass
 
 
+def _n(number, width: int) -> str:
+    """A slice or chunk number zero-padded to `width`; a string (a wildcard pattern) as it is."""
+    return number if isinstance(number, str) else f"{number:0{width}d}"
+
+
 @dataclass(frozen=True)
 class Layout:
     root: str
@@ -22,6 +27,24 @@ class Layout:
     def shards(self) -> str: return self._p("data", "shards")
     def test(self, name: str = "") -> str: return self._p("data", "test", name)
     def benchmark(self, name: str = "") -> str: return self._p("data", "benchmarks", name)
+    def finetune_shards(self) -> str: return self._p("data", "finetune", "shards")
+
+    # the cc12m world (slices of the image list, chunks of each language's corpus); a slice or chunk
+    # number may be a Snakemake wildcard pattern ("{slice}") instead of an int
+    def cc12m(self, *parts: str) -> str: return self._p("data", "cc12m", *parts)
+    def cc12m_images(self, i, suffix: str = ".parquet") -> str: return self.cc12m("images", f"slice-{_n(i, 5)}{suffix}")
+    def cc12m_en_captions(self, i, suffix: str = ".parquet") -> str:
+        return self.cc12m("captions_en", f"slice-{_n(i, 5)}{suffix}")
+    def cc12m_captions(self, i, suffix: str = ".parquet") -> str: return self.cc12m("captions", f"slice-{_n(i, 5)}{suffix}")
+    def cc12m_corpus(self, lang: str, chunk) -> str: return self.cc12m("corpus", f"{lang}-{_n(chunk, 3)}.parquet")
+    def cc12m_corpus_stats(self, lang: str) -> str: return self.cc12m("corpus", f"{lang}_stats.json")
+    def cc12m_image_embeddings(self, i) -> str: return self.cc12m("embeddings", "images", f"slice-{_n(i, 5)}.npz")
+    def cc12m_sentence_embeddings(self, lang: str, chunk) -> str:
+        return self.cc12m("embeddings", "sentences", f"{lang}-{_n(chunk, 3)}.npz")
+    def cc12m_alignment(self, part: str) -> str: return self.cc12m("alignment", part)
+    def cc12m_alignment_stats(self, part: str) -> str: return self.cc12m("alignment", f"{part}_stats.json")
+    def cc12m_slice_shards(self, i) -> str: return self.cc12m("shards_parts", f"slice-{_n(i, 5)}")
+    def cc12m_stats(self) -> str: return self.cc12m("stats.json")
 
     # models
     def tokenizers(self, name: str = "") -> str: return self._p("models", "tokenizers", name)
@@ -36,8 +59,12 @@ class Layout:
     def run(self, size: str, steps: int | str, name: str = "") -> str: return self._p("runs", size, f"steps{steps}", name)
     def run_ce(self, size: str, steps: int | str) -> str: return self.run(size, steps, "ce.json")
     def run_prefix(self, size: str, steps: int | str) -> str: return self.run(size, steps, "prefix.json")
+    def finetuned(self, size: str, name: str = "") -> str: return self._p("runs", size, "finetuned", name)
+    def downstream(self, size: str, stage: str) -> str: return self._p("runs", size, f"downstream_{stage}.json")
 
     # report
     def table(self, name: str) -> str: return self._p("tables", name)
     def figures(self, name: str = "") -> str: return self._p("figures", name)
     def log(self, rule: str, name: str = "") -> str: return self._p("logs", rule, f"{name or rule}.log")
+    def stage_time(self, rule: str, name: str = "") -> str: return self._p("stage_times", rule, f"{name or rule}.tsv")
+    def stage_times(self) -> str: return self._p("stage_times")

@@ -57,6 +57,100 @@ def test_splits(config: dict) -> None:
                       config["data"]["max_test_samples_per_lang"], config["seed"], L.test())
 
 
+# ---- the cc12m world: the same products (training shards, test splits) from the paper's local files
+
+
+def _cc12m(config: dict) -> dict:
+    """The cc12m block with the world's resolution (the download size is the model's)."""
+    return {**config["cc12m"], "image_size": config["world"]["image_size"]}
+
+
+def _slices(config: dict) -> range:
+    return range(config["cc12m"]["n_slices"])
+
+
+def _corpus_chunks(config: dict) -> list[tuple[str, int]]:
+    return [(lang, chunk) for lang in config["cc12m"]["corpus"]["files"]
+            for chunk in range(config["cc12m"]["corpus"]["n_chunks"])]
+
+
+def cc12m_download(config: dict, slice: str) -> None:
+    """Download one slice of the CC12M TSV with img2dataset; join the English descriptions."""
+    from .cc12m.download import download_slice
+    L, i = _layout(config), int(slice)
+    download_slice(_cc12m(config), config["seed"], i, L.cc12m("download"), L.cc12m_images(i),
+                   L.cc12m_en_captions(i), L.cc12m_images(i, "_stats.json"))
+
+
+def cc12m_captions(config: dict, slice: str) -> None:
+    """A slice's captions: English, German by NLLB for every image, the UC languages for held-out images."""
+    from .cc12m.translate import translate_captions
+    L, i = _layout(config), int(slice)
+    unseen = tuple(lang for lang in config["data"]["test_langs"]["UC"] if lang not in ("en", "de"))
+    translate_captions(L.cc12m_en_captions(i), L.cc12m_images(i), config["cc12m"]["translator"], L.cc12m_captions(i),
+                       L.cc12m_captions(i, "_stats.json"), heldout_langs=unseen, all_langs=("de",))
+
+
+def cc12m_corpus(config: dict, lang: str) -> None:
+    """One language's CCMatrix pairs, filtered, hash-partitioned into corpus chunks."""
+    from .cc12m.ccmatrix import build_corpus
+    build_corpus(lang, config["cc12m"]["corpus"], config["seed"], _layout(config).cc12m("corpus"))
+
+
+def cc12m_embed_images(config: dict, slice: str) -> None:
+    """open_clip image embeddings of one slice."""
+    from .cc12m.embed import embed_image_slice
+    L, i = _layout(config), int(slice)
+    embed_image_slice(config["cc12m"]["clip"], L.cc12m_images(i), L.cc12m_image_embeddings(i))
+
+
+def cc12m_embed_sentences(config: dict, lang: str, chunk: str) -> None:
+    """open_clip text embeddings of the English side of one corpus chunk."""
+    from .cc12m.embed import embed_sentence_chunk
+    L = _layout(config)
+    embed_sentence_chunk(config["cc12m"]["clip"], L.cc12m_corpus(lang, int(chunk)),
+                         L.cc12m_sentence_embeddings(lang, int(chunk)))
+
+
+def cc12m_align(config: dict, part: str) -> None:
+    """Streamed FAISS top-k of the part's sentences to its images, dedup and per-image capacity."""
+    from .cc12m.align import align_part
+    L = _layout(config)
+    images = [(L.cc12m_images(i), L.cc12m_image_embeddings(i)) for i in _slices(config)]
+    chunks = [(L.cc12m_corpus(lang, c), L.cc12m_sentence_embeddings(lang, c)) for lang, c in _corpus_chunks(config)]
+    align_part(part, images, chunks, config["data"]["align"], L.cc12m_alignment(part), L.cc12m_alignment_stats(part))
+
+
+def cc12m_slice_shards(config: dict, slice: str) -> None:
+    """Training shards of one slice's train images: en/de captions and aligned translations."""
+    from .cc12m.splits import write_slice_shards
+    L, i = _layout(config), int(slice)
+    write_slice_shards(i, L.cc12m_images(i), L.cc12m_captions(i), L.cc12m_alignment("train"),
+                       config["data"]["shard_size"], L.cc12m_slice_shards(i))
+
+
+def cc12m_shards(config: dict) -> None:
+    """Gather the slices' shards (hard links) into the training shard directory."""
+    from .cc12m.splits import gather_shards
+    L = _layout(config)
+    gather_shards([L.cc12m_slice_shards(i) for i in _slices(config)], L.shards())
+
+
+def cc12m_test_splits(config: dict) -> None:
+    """UC, ST and SC from the held-out images of every slice."""
+    from .cc12m.splits import write_cc12m_test_splits
+    L, d = _layout(config), config["data"]
+    write_cc12m_test_splits([(L.cc12m_images(i), L.cc12m_captions(i)) for i in _slices(config)],
+                            L.cc12m_alignment("heldout"), d["test_langs"], d["max_test_samples_per_lang"],
+                            config["seed"], L.test())
+
+
+def cc12m_stats(config: dict) -> None:
+    """data/cc12m/stats.json: every stage's counts, checked to reconcile from the TSV to the shards."""
+    from .cc12m.stats import gather_cc12m_stats
+    gather_cc12m_stats(_layout(config), list(_slices(config)), list(config["cc12m"]["corpus"]["files"]))
+
+
 def tokenizers(config: dict) -> None:
     from .models.base_pretraining import train_world_tokenizers
     L = _layout(config)
@@ -123,7 +217,7 @@ def evaluate(config: dict, size: str, steps: str, threads: int = 1) -> None:
 
 
 def benchmarks(config: dict) -> None:
-    """Write the world's CoMMuTE-like and XM3600-like benchmarks (new scenes, own seed streams)."""
+    """Write the world's CoMMuTE-, XM3600-, Multi30K- and COCO-like benchmarks (new scenes, own seed streams)."""
     from .world.benchmarks import generate_benchmarks
     generate_benchmarks(config["world"], config["data"]["benchmarks"], config["seed"], _layout(config).benchmark())
 
@@ -136,6 +230,59 @@ def prefix_eval(config: dict, size: str, steps: str, threads: int = 1) -> None:
     evaluate_prefix(L.run(size, steps), L.benchmark(XM3600_DIR), L.tokenizers(), config["world"]["image_size"],
                     m["max_prompt_tokens"], m["max_target_tokens"], config["evaluate"]["generation"],
                     L.run_prefix(size, steps), L.run_name(size, steps), threads)
+
+
+def finetune_data(config: dict) -> None:
+    """The world's fine-tuning mix: new scenes, every task in every language, as training shards."""
+    from .world.finetune import write_finetune_shards
+    write_finetune_shards(config["world"], config["finetune"]["n_images"], config["data"]["shard_size"],
+                          config["seed"], _layout(config).finetune_shards())
+
+
+def finetune(config: dict, size: str) -> None:
+    """Fine-tune the size's largest-budget run on the full task-language mix (under torchrun as train)."""
+    from .downstream.finetune import finetune_run
+    L, m = _layout(config), config["models"]
+    finetune_run(L.run(size, max(config["train"]["steps"])), L.finetune_shards(), L.tokenizers(), config["finetune"],
+                 m["max_prompt_tokens"], m["max_target_tokens"], config["seed"], L.finetuned(size),
+                 fsdp=size in config["train"].get("fsdp_sizes", []))
+
+
+def downstream_eval(config: dict, size: str, stage: str, threads: int = 1) -> None:
+    """Score the size's largest-budget run before or after fine-tuning (stage) on the benchmarks."""
+    from .downstream.evaluate import evaluate_downstream
+    L, m = _layout(config), config["models"]
+    steps = max(config["train"]["steps"])
+    model_dir = {"pretrained": L.run(size, steps), "finetuned": L.finetuned(size)}[stage]
+    world_bench = L.benchmark() if config["world"]["name"] == "synthetic" else None
+    evaluate_downstream(model_dir, L.tokenizers(), config["finetune"]["image_size"], m["max_prompt_tokens"],
+                        m["max_target_tokens"], config["downstream"],
+                        config["evaluate"]["generation"]["cider_includes_prefix"], world_bench,
+                        L.downstream(size, stage), L.run_name(size, steps), stage, threads)
+
+
+def downstream_table(config: dict) -> None:
+    """downstream.csv/.md (Table 2 analogue), downstream_skipped.csv/.md and downstream.png."""
+    from .report.downstream import STAGES as DOWNSTREAM_STAGES, downstream_results, plot_downstream
+    from .report.tables import write_table
+    L = _layout(config)
+    table, skipped = downstream_results([L.downstream(size, stage) for size in config["models"]["sizes"]
+                                         for stage in DOWNSTREAM_STAGES])
+    write_table(table, L.table("downstream.csv"))
+    write_table(skipped, L.table("downstream_skipped.csv"))
+    plot_downstream(table, L.figures("downstream.png"))
+
+
+def stage_times(config: dict) -> None:
+    """stage_times.csv/.md (per rule: wall seconds, peak RSS), stage_time_jobs.csv and stage_times.png."""
+    from .report.stage_times import job_times, plot_stage_times, stage_times as per_rule
+    from .report.tables import write_table
+    L = _layout(config)
+    jobs = job_times(L.stage_times())
+    write_table(jobs, L.table("stage_time_jobs.csv"))
+    table = per_rule(jobs)
+    write_table(table, L.table("stage_times.csv"))
+    plot_stage_times(table, L.figures("stage_times.png"))
 
 
 def prefix_table(config: dict) -> None:
@@ -199,6 +346,16 @@ STAGES: dict[str, Stage] = {
     "align": Stage(align, ("part",)),
     "shards": Stage(shards),
     "test-splits": Stage(test_splits),
+    "cc12m-download": Stage(cc12m_download, ("slice",)),
+    "cc12m-captions": Stage(cc12m_captions, ("slice",)),
+    "cc12m-corpus": Stage(cc12m_corpus, ("lang",)),
+    "cc12m-embed-images": Stage(cc12m_embed_images, ("slice",)),
+    "cc12m-embed-sentences": Stage(cc12m_embed_sentences, ("lang", "chunk")),
+    "cc12m-align": Stage(cc12m_align, ("part",)),
+    "cc12m-slice-shards": Stage(cc12m_slice_shards, ("slice",)),
+    "cc12m-shards": Stage(cc12m_shards),
+    "cc12m-test-splits": Stage(cc12m_test_splits),
+    "cc12m-stats": Stage(cc12m_stats),
     "tokenizers": Stage(tokenizers),
     "pretrain-florence2": Stage(pretrain_florence2, ("base",)),
     "pretrain-gemma2": Stage(pretrain_gemma2, ("base",)),
@@ -210,6 +367,11 @@ STAGES: dict[str, Stage] = {
     "benchmarks": Stage(benchmarks),
     "prefix-eval": Stage(prefix_eval, ("size", "steps"), takes_threads=True),
     "prefix-table": Stage(prefix_table),
+    "finetune-data": Stage(finetune_data),
+    "finetune": Stage(finetune, ("size",)),
+    "downstream-eval": Stage(downstream_eval, ("size", "stage"), takes_threads=True),
+    "downstream-table": Stage(downstream_table),
+    "stage-times": Stage(stage_times),
     "tables": Stage(tables),
     "models": Stage(models),
     "report": Stage(report),

@@ -12,10 +12,21 @@ except ConfigError as error:
     raise WorkflowError(str(error))
 
 L = Layout(config["results_dir"])
+WORLD = config["world"]["name"]
 SIZES = list(config["models"]["sizes"])
 BUDGETS = config["train"]["steps"]
 # GPUs for the model-heavy rules (0 on a laptop; the slurm profile maps this resource to --gpus)
 GPUS_PER_JOB = config["cluster"]["gpus_per_job"]
+
+
+# What `all` builds: the whole study in the synthetic world; the pretraining data in the cc12m world.
+if WORLD == "cc12m":
+    ALL_TARGETS = [L.shards(), L.test("stats.json"), L.cc12m_stats()]
+else:
+    ALL_TARGETS = [
+        L.table(name)
+        for name in ("runs.csv", "models.csv", "law1.csv", "law2.csv", "prefix.csv", "downstream.csv", "stage_times.csv")
+    ]
 
 
 def size_spec(wildcards):
@@ -29,6 +40,28 @@ def base_dirs(wildcards):
     if spec["family"] == "gemma":
         bases.append(L.gemma_base(spec["gemma"]))
     return bases
+
+
+# Downstream (Table 2): each size's largest-budget run, before and after fine-tuning.
+MAX_STEPS = max(BUDGETS)
+DOWNSTREAM_STAGES = ["pretrained", "finetuned"]
+
+
+def downstream_model(wildcards):
+    if wildcards.stage == "finetuned":
+        return [L.finetuned(wildcards.size, "model.safetensors"), L.finetuned(wildcards.size, "config.json")]
+    return [L.run(wildcards.size, MAX_STEPS, "model.safetensors"), L.run(wildcards.size, MAX_STEPS, "config.json")]
+
+
+def public_benchmark_paths(wildcards):
+    """The configured local copies, so a benchmark added to the config reruns the scoring."""
+    return [
+        value
+        for bench in config["downstream"]["benchmarks"].values()
+        if bench
+        for key, value in bench.items()
+        if key in ("root", "images", "annotations", "captions")
+    ]
 
 
 wildcard_constraints:

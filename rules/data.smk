@@ -11,6 +11,8 @@ rule world:
         "../envs/data.yaml"
     log:
         L.log("world"),
+    benchmark:
+        L.stage_time("world"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -30,6 +32,8 @@ rule clip:
         "../envs/data.yaml"
     log:
         L.log("clip"),
+    benchmark:
+        L.stage_time("clip"),
     threads: 2
     resources:
         mem_mb=4000,
@@ -51,6 +55,8 @@ rule embed:
         "../envs/data.yaml"
     log:
         L.log("embed", "{part}"),
+    benchmark:
+        L.stage_time("embed", "{part}"),
     threads: 1
     resources:
         mem_mb=4000,
@@ -72,6 +78,8 @@ rule align:
         "../envs/data.yaml"
     log:
         L.log("align", "{part}"),
+    benchmark:
+        L.stage_time("align", "{part}"),
     threads: 1
     resources:
         mem_mb=4000,
@@ -92,6 +100,8 @@ rule shards:
         "../envs/data.yaml"
     log:
         L.log("shards"),
+    benchmark:
+        L.stage_time("shards"),
     threads: 1
     resources:
         mem_mb=4000,
@@ -115,6 +125,8 @@ rule test_splits:
         "../envs/data.yaml"
     log:
         L.log("test_splits"),
+    benchmark:
+        L.stage_time("test_splits"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -127,11 +139,15 @@ rule benchmarks:
     output:
         commute=directory(L.benchmark("commute")),
         xm3600=directory(L.benchmark("xm3600")),
+        multi30k=directory(L.benchmark("multi30k")),
+        coco=directory(L.benchmark("coco")),
         stats=L.benchmark("stats.json"),
     conda:
         "../envs/data.yaml"
     log:
         L.log("benchmarks"),
+    benchmark:
+        L.stage_time("benchmarks"),
     threads: 1
     resources:
         mem_mb=2000,

@@ -12,6 +12,8 @@ rule evaluate:
         "../envs/evaluate.yaml"
     log:
         L.log("evaluate", "{size}_steps{steps}"),
+    benchmark:
+        L.stage_time("evaluate", "{size}_steps{steps}"),
     threads: 1
     resources:
         mem_mb=4000,
@@ -34,6 +36,8 @@ rule prefix_eval:
         "../envs/evaluate.yaml"
     log:
         L.log("prefix_eval", "{size}_steps{steps}"),
+    benchmark:
+        L.stage_time("prefix_eval", "{size}_steps{steps}"),
     threads: 1
     resources:
         mem_mb=4000,

@@ -12,6 +12,8 @@ rule tokenizers:
         "../envs/models.yaml"
     log:
         L.log("tokenizers"),
+    benchmark:
+        L.stage_time("tokenizers"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -32,6 +34,8 @@ rule pretrain_florence2:
         "../envs/models.yaml"
     log:
         L.log("pretrain_florence2", "{base}"),
+    benchmark:
+        L.stage_time("pretrain_florence2", "{base}"),
     threads: 1
     resources:
         mem_mb=4000,
@@ -53,6 +57,8 @@ rule pretrain_gemma2:
         "../envs/models.yaml"
     log:
         L.log("pretrain_gemma2", "{base}"),
+    benchmark:
+        L.stage_time("pretrain_gemma2", "{base}"),
     threads: 1
     resources:
         mem_mb=4000,
@@ -74,6 +80,8 @@ rule restructure:
         "../envs/models.yaml"
     log:
         L.log("restructure", "{size}"),
+    benchmark:
+        L.stage_time("restructure", "{size}"),
     threads: 1
     resources:
         mem_mb=4000,
@@ -91,6 +99,8 @@ rule model_stats:
         "../envs/models.yaml"
     log:
         L.log("model_stats", "{size}"),
+    benchmark:
+        L.stage_time("model_stats", "{size}"),
     threads: 1
     resources:
         mem_mb=4000,
@@ -109,6 +119,8 @@ rule initial_loss:
         "../envs/models.yaml"
     log:
         L.log("initial_loss", "{size}"),
+    benchmark:
+        L.stage_time("initial_loss", "{size}"),
     threads: 1
     resources:
         mem_mb=4000,

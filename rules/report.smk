@@ -27,6 +27,8 @@ rule tables:
         "../envs/report.yaml"
     log:
         L.log("tables"),
+    benchmark:
+        L.stage_time("tables"),
     threads: 1
     resources:
         mem_mb=1000,
@@ -50,6 +52,8 @@ rule models_table:
         "../envs/report.yaml"
     log:
         L.log("models_table"),
+    benchmark:
+        L.stage_time("models_table"),
     threads: 1
     resources:
         mem_mb=4000,
@@ -135,6 +139,8 @@ rule report:
         "../envs/report.yaml"
     log:
         L.log("report"),
+    benchmark:
+        L.stage_time("report"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -164,9 +170,47 @@ rule prefix_table:
         "../envs/report.yaml"
     log:
         L.log("prefix_table"),
+    benchmark:
+        L.stage_time("prefix_table"),
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
     script:
         "../workflow_scripts/prefix_table.py"
+
+
+# Last: after every other result of the run, gather the jobs' benchmark files (wall time, peak RSS).
+rule stage_times:
+    input:
+        rules.tables.output.runs,
+        rules.models_table.output.models,
+        rules.report.output.law1,
+        rules.prefix_table.output.prefix,
+        rules.downstream_table.output.downstream,
+    output:
+        stage_times=report(
+            L.table("stage_times.csv"),
+            caption="../report/stage_times.rst",
+            category="Run",
+            subcategory="Tables",
+        ),
+        stage_times_md=L.table("stage_times.md"),
+        jobs=L.table("stage_time_jobs.csv"),
+        jobs_md=L.table("stage_time_jobs.md"),
+        figure=report(
+            L.figures("stage_times.png"),
+            caption="../report/stage_times_figure.rst",
+            category="Run",
+            subcategory="Figures",
+        ),
+    conda:
+        "../envs/report.yaml"
+    log:
+        L.log("stage_times"),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../workflow_scripts/stage_times.py"

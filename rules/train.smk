@@ -61,6 +61,8 @@ rule train:
         "../envs/train.yaml"
     log:
         L.log("train", "{size}_steps{steps}"),
+    benchmark:
+        L.stage_time("train", "{size}_steps{steps}"),
     threads: config["train"]["threads"] * max(1, GPUS_PER_JOB)
     resources:
         mem_mb=8000,

@@ -31,7 +31,7 @@ from florenz_lib.world.langid import UNDETERMINED, identify_language, scoring_to
 from florenz_lib.world.scene import AMBIGUOUS_WORDS, scene_from_json
 
 IMAGE_SIZE = 32
-BENCH = {"commute_scenes": 8, "xm3600_images": 6}
+BENCH = {"commute_scenes": 8, "xm3600_images": 6, "multi30k_images": 3, "coco_images": 3}
 WORLD = {"image_size": IMAGE_SIZE, "max_objects": 3}
 
 

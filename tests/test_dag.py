@@ -17,6 +17,8 @@ REDUCED = {
     "models": {"base_pretraining": {"steps": 15, "batch_size": 8}},
     "train": {"steps": [3, 12], "batch_size": 4, "warmup_steps": 1},
     "evaluate": {"batch_size": 16},
+    "finetune": {"n_images": 20, "steps": 3, "batch_size": 4, "micro_batch_size": 4, "warmup_steps": 1},
+    "downstream": {"max_items": 3, "num_beams": 2, "max_new_tokens": 8, "batch_size": 8, "benchmarks": {}},
 }
 
 
@@ -74,6 +76,22 @@ def test_reduced_study_writes_the_report(study):
         assert (tables / name).stat().st_size > 0
     assert len(list((study / "results" / "figures").glob("law*_*.png"))) == 6
 
+    downstream = pd.read_csv(tables / "downstream.csv")
+    assert list(downstream.columns) == ["run", "stage", "benchmark", "lang", "metric", "value"]
+    assert set(downstream["stage"]) == {"pretrained", "finetuned"} and len(set(downstream["run"])) == 4
+    assert set(downstream["run"]) == {f"{size}_steps12" for size in runs["size"].unique()}
+    assert {"world:xm3600", "world:commute", "world:multi30k", "world:coco_karpathy"} == set(downstream["benchmark"])
+    skipped = pd.read_csv(tables / "downstream_skipped.csv")
+    assert set(skipped["benchmark"]) == {"multi30k", "multi30k_task2", "coco_karpathy", "xm3600", "commute"}
+    assert (study / "results" / "figures" / "downstream.png").stat().st_size > 0
+
+    times = pd.read_csv(tables / "stage_times.csv")
+    assert list(times.columns) == ["rule", "jobs", "wall_s", "wall_s_max", "cpu_s", "max_rss_mb"]
+    per_rule = times.set_index("rule")
+    assert per_rule.loc["train", "jobs"] == 8 and per_rule.loc["downstream_eval", "jobs"] == 8
+    assert (times["wall_s"] > 0).all() and per_rule.loc["train", "max_rss_mb"] > 50
+    assert list(times["wall_s"]) == sorted(times["wall_s"], reverse=True)
+
     stats = json.loads((study / "results" / "data" / "shards" / "stats.json").read_text())
     assert stats["images"]["in"] == stats["images"]["out"] + sum(stats["images"]["dropped"].values())
     assert all((study / "results" / "logs" / rule).is_dir() for rule in ("world", "train", "evaluate", "report"))
@@ -82,9 +100,9 @@ def test_reduced_study_writes_the_report(study):
 @pytest.mark.slow
 def test_forcerun_reruns_the_rule_and_its_dependents_only(study):
     dry = _snakemake(study, "all", "-n", "--forcerun", "evaluate")
-    assert _jobs_of_dry_run(dry.stdout) == {"all": 1, "evaluate": 8, "report": 1, "tables": 1}
+    assert _jobs_of_dry_run(dry.stdout) == {"all": 1, "evaluate": 8, "report": 1, "tables": 1, "stage_times": 1}
     dry = _snakemake(study, "all", "-n", "--forcerun", "test_splits")
     jobs = _jobs_of_dry_run(dry.stdout)
-    assert set(jobs) == {"all", "test_splits", "initial_loss", "evaluate", "tables", "report"}
+    assert set(jobs) == {"all", "test_splits", "initial_loss", "evaluate", "tables", "report", "stage_times"}
     nothing = _snakemake(study, "all", "-n")
     assert "Nothing to be done" in nothing.stdout + nothing.stderr

@@ -242,3 +242,22 @@ def test_write_report_rejects_non_positive_loss_naming_column_and_run(tmp_path):
     with pytest.raises(ValueError, match=rf"column UC .*run '{runs.loc[5, 'run']}'"):
         write_report(str(runs_csv), str(tmp_path / "tables"), str(tmp_path / "figures"))
     assert not (tmp_path / "tables").exists()
+
+
+def test_stage_times_reads_snakemake_benchmark_files_and_names_a_bad_one(tmp_path):
+    from florenz_lib.report.stage_times import job_times, stage_times
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    for rule, job, seconds, rss in (("train", "a_steps1", 4.0, 300.5), ("train", "a_steps2", 6.0, 310.0),
+                                    ("world", "world", 1.5, "-")):
+        (tmp_path / rule).mkdir(exist_ok=True)
+        (tmp_path / rule / f"{job}.tsv").write_text(header + f"{seconds}\t0:00:0{int(seconds)}\t{rss}\t1\t1\t1\t0\t0\t0\t{seconds / 2}\n")
+    jobs = job_times(tmp_path)
+    assert len(jobs) == 3
+    table = stage_times(jobs).set_index("rule")
+    assert list(table.index) == ["train", "world"]  # slowest first
+    assert table.loc["train", "jobs"] == 2 and table.loc["train", "wall_s"] == 10.0
+    assert table.loc["train", "wall_s_max"] == 6.0 and table.loc["train", "max_rss_mb"] == 310.0
+    assert table.loc["train", "cpu_s"] == 5.0
+    (tmp_path / "world" / "broken.tsv").write_text("foo\tbar\n1\t2\n")
+    with pytest.raises(ValueError, match="broken.tsv"):
+        job_times(tmp_path)

@@ -60,11 +60,20 @@ class Seq2SeqCollator:
     max_target_tokens: int
     decoder_start_id: int
     fixed_prompt: str | None = None  # base Florence-2 pretraining uses one English captioning prompt
+    image_size: int | None = None     # resize other sizes to this (fine-tuning at a higher resolution)
 
     def __post_init__(self):
         self.image_token_id = self.encoder_tokenizer.token_to_id(IMAGE_TOKEN)
         self.encoder_pad_id = self.encoder_tokenizer.token_to_id("<pad>")
         self.decoder_pad_id = self.decoder_tokenizer.token_to_id("<pad>")
+
+    def _sized(self, image: torch.Tensor) -> torch.Tensor:
+        """The uint8 image at image_size x image_size, bicubic as the paper's preprocessing."""
+        if self.image_size is None or tuple(image.shape[-2:]) == (self.image_size, self.image_size):
+            return image
+        resized = torch.nn.functional.interpolate(image[None].float(), size=(self.image_size, self.image_size),
+                                                  mode="bicubic", antialias=True, align_corners=False)
+        return resized[0].round().clamp(0, 255).to(torch.uint8)
 
     def __call__(self, examples: list[Example]) -> dict[str, torch.Tensor]:
         prompts = [self.fixed_prompt or task_prompt(e.task, e.lang, e.source) for e in examples]
@@ -83,7 +92,7 @@ class Seq2SeqCollator:
         return {
             "input_ids": input_ids,
             "attention_mask": (input_ids != self.encoder_pad_id).long(),
-            "pixel_values": normalize_images(torch.stack([e.image for e in examples])),
+            "pixel_values": normalize_images(torch.stack([self._sized(e.image) for e in examples])),
             "decoder_input_ids": decoder_input_ids,
             "decoder_attention_mask": (label_ids != IGNORE_INDEX).long(),
             "labels": label_ids,

@@ -12,15 +12,15 @@ from collections import Counter
 import torch
 
 from ..models.inputs import Example, png_to_tensor
-from .balancing import OnlineBalancer
+from .balancing import TASK_LANGUAGE_KEYS, OnlineBalancer
 
 
 class BalancedImageStream:
-    def __init__(self, rows: list[dict], seed: int):
+    def __init__(self, rows: list[dict], seed: int, balance_keys: tuple[str, ...] = TASK_LANGUAGE_KEYS):
         self.pngs = [r["png"] for r in rows]
         self.annotations = [r["annotations"] for r in rows]
         self.generator = torch.Generator().manual_seed(seed)
-        self.balancer = OnlineBalancer(seed)
+        self.balancer = OnlineBalancer(seed, balance_keys)
         self.order: list[int] = []
 
     def next_choices(self, n: int) -> list[tuple[int, dict]]:

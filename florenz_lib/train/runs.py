@@ -20,6 +20,7 @@ from ..models.inputs import Seq2SeqCollator
 from ..models.loss import per_sample_ce
 from ..models.tokenizers import load_tokenizer
 from ..data.shards import read_training_shards
+from .balancing import TASK_LANGUAGE_KEYS
 from .checkpoint import FULL, Checkpointing, find_resumable, load_model_state, remove_checkpoints
 from .data import BalancedImageStream, RankBatches
 from .distributed import (DistContext, init_distributed, parallel_mode, shutdown_distributed, unwrap,
@@ -34,7 +35,8 @@ def model_collator(model, tokenizers_dir: str, image_size: int, max_prompt_token
     return Seq2SeqCollator(load_tokenizer(os.path.join(tokenizers_dir, "encoder.json")),
                            load_tokenizer(os.path.join(tokenizers_dir, "decoder.json")),
                            num_image_tokens(model.config.florence2_config().vision_config, image_size),
-                           max_prompt_tokens, max_target_tokens, decoder_start_id=DECODER_START)
+                           max_prompt_tokens, max_target_tokens, decoder_start_id=DECODER_START,
+                           image_size=image_size)
 
 
 def batch_ce(model, batch: dict) -> torch.Tensor:
@@ -89,21 +91,24 @@ def _save_final(model, mode: str, ctx: DistContext, init_dir: str, out_dir: str)
 
 
 def train_run(init_dir: str, shard_dir: str, tokenizers_dir: str, train_cfg: dict, steps: int, image_size: int,
-              max_prompt_tokens: int, max_target_tokens: int, seed: int, out_dir: str, fsdp: bool = False) -> dict:
+              max_prompt_tokens: int, max_target_tokens: int, seed: int, out_dir: str, fsdp: bool = False,
+              balance_keys: tuple[str, ...] = TASK_LANGUAGE_KEYS) -> dict:
     """Train and write out_dir/{model.safetensors, config.json, train_log.csv, train_summary.json}
-    (plus tensorboard/ events; checkpoints/ exists while the run is unfinished)."""
+    (plus tensorboard/ events; checkpoints/ exists while the run is unfinished). Images are resized to
+    image_size when the shards hold another size. Pretraining balances the paper's 7 task-language
+    keys; fine-tuning passes its own (every task in every language)."""
     ctx = init_distributed()
     try:
         if not ctx.is_main:
             logging.getLogger().setLevel(logging.WARNING)
         return _train_run(ctx, init_dir, shard_dir, tokenizers_dir, train_cfg, steps, image_size,
-                          max_prompt_tokens, max_target_tokens, seed, out_dir, fsdp)
+                          max_prompt_tokens, max_target_tokens, seed, out_dir, fsdp, balance_keys)
     finally:
         shutdown_distributed(ctx)
 
 
 def _train_run(ctx: DistContext, init_dir, shard_dir, tokenizers_dir, train_cfg, steps, image_size,
-               max_prompt_tokens, max_target_tokens, seed, out_dir, fsdp) -> dict:
+               max_prompt_tokens, max_target_tokens, seed, out_dir, fsdp, balance_keys) -> dict:
     torch.set_num_threads(train_cfg["threads"])
     batch_size = train_cfg["batch_size"]
     micro, accum = batch_geometry(batch_size, train_cfg.get("micro_batch_size"), ctx.world_size)
@@ -126,7 +131,7 @@ def _train_run(ctx: DistContext, init_dir, shard_dir, tokenizers_dir, train_cfg,
     if resumed is not None:
         load_model_state(model, resumed)
     collate = model_collator(model, tokenizers_dir, image_size, max_prompt_tokens, max_target_tokens)
-    stream = BalancedImageStream(read_training_shards(shard_dir).to_pylist(), seed)
+    stream = BalancedImageStream(read_training_shards(shard_dir).to_pylist(), seed, balance_keys)
     batches = RankBatches(stream, collate, micro, ctx.world_size, ctx.rank, accum)
     wrapped = wrap_model(model, ctx, mode)
     optim = OptimConfig(lr=train_cfg["lr"], weight_decay=train_cfg["weight_decay"],

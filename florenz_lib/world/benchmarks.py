@@ -14,12 +14,13 @@
   and language). Layout: `xm3600/captions.jsonl` (one line per image: "image/key", the scene,
   and per language {"caption": [...]}) and `xm3600/images/<key>.png`.
 
-Both draw their scenes from their own seeded streams (the world's images and corpus use streams
-0 and 1), so they are new scenes, never in training, and do not change when the world's sizes do.
+Each draws its scenes from its own seeded stream (the world's images and corpus use streams 0 and 1,
+the fine-tuning mix 4), so they are new scenes, never in training, and do not change when the world's sizes do.
 """
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import os
 from pathlib import Path
@@ -34,12 +35,18 @@ from .scene import AMBIGUOUS_WORDS, Scene, sample_scene, scene_to_json
 
 COMMUTE_DIR = "commute"
 XM3600_DIR = "xm3600"
+MULTI30K_DIR = "multi30k"
+COCO_DIR = "coco"
+MULTI30K_SPLIT = "test_2016_flickr"
+MULTI30K_LANGS = ("de", "fr")  # Multi30K Task 1's targets (de, fr, cs) that the world has
 STATS_FILE = "stats.json"
 XM3600_CAPTIONS = "captions.jsonl"
 IMAGES_DIR = "images"
 COMMUTE_LANGS = ("de", "fr", "ru", "zh")  # the public CoMMuTE's target languages
 _XM3600_STREAM = 2
 _COMMUTE_STREAM = 3
+_MULTI30K_STREAM = 5
+_COCO_STREAM = 6
 _MEANING_WORD = {shape: word for word, meanings in AMBIGUOUS_WORDS.items() for shape in meanings}
 
 
@@ -161,14 +168,52 @@ def read_xm3600(bench_dir: str | os.PathLike) -> list[dict]:
     return records
 
 
+def write_multi30k(out_dir: str | os.PathLike, n_images: int, image_size: int, max_objects: int, seed: int) -> dict:
+    out = Path(out_dir)
+    task = out / "data" / "task1"
+    for sub in (out / IMAGES_DIR, task / "raw", task / "image_splits"):
+        sub.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([seed, _MULTI30K_STREAM])
+    names, texts = [], {lang: [] for lang in ("en", *MULTI30K_LANGS)}
+    for number in range(n_images):
+        scene, variant = sample_scene(rng, max_objects), int(rng.integers(N_TEMPLATES))
+        names.append(f"multi30k-{number:05d}.png")
+        (out / IMAGES_DIR / names[-1]).write_bytes(_png_bytes(render_scene(scene, image_size)))
+        for lang in texts:
+            texts[lang].append(describe(scene, lang, variant))
+    _write_lines(task / "image_splits" / f"{MULTI30K_SPLIT}.txt", names)
+    for lang, lines in texts.items():
+        with gzip.open(task / "raw" / f"{MULTI30K_SPLIT}.{lang}.gz", "wt", encoding="utf-8") as f:
+            f.writelines(line + "\n" for line in lines)
+    return {"images": n_images, "split": MULTI30K_SPLIT, "langs": list(MULTI30K_LANGS)}
+
+
+def write_coco(out_dir: str | os.PathLike, n_images: int, image_size: int, max_objects: int, seed: int) -> dict:
+    out = Path(out_dir)
+    (out / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([seed, _COCO_STREAM])
+    images = []
+    for number in range(n_images):
+        scene = sample_scene(rng, max_objects)
+        filename = f"coco-{number:05d}.png"
+        (out / IMAGES_DIR / filename).write_bytes(_png_bytes(render_scene(scene, image_size)))
+        images.append({"split": "test", "filepath": IMAGES_DIR, "filename": filename, "imgid": number,
+                       "sentences": [{"raw": describe(scene, "en", v)} for v in range(N_TEMPLATES)]})
+    (out / "dataset_coco.json").write_text(json.dumps({"dataset": "coco", "images": images}, indent=1))
+    return {"images": n_images, "references_per_image": N_TEMPLATES}
+
+
 def generate_benchmarks(world_cfg: dict, bench_cfg: dict, seed: int, out_dir: str | os.PathLike) -> dict:
-    """Write commute/, xm3600/ and stats.json under out_dir; return the stats."""
+    """Write commute/, xm3600/, multi30k/, coco/ and stats.json under out_dir; return the stats."""
     out = Path(out_dir)
     size, max_objects = world_cfg["image_size"], world_cfg["max_objects"]
     stats = {
         "commute": write_commute(out / COMMUTE_DIR, bench_cfg["commute_scenes"], size, max_objects, seed),
         "xm3600": write_xm3600(out / XM3600_DIR, bench_cfg["xm3600_images"], size, max_objects, seed),
-        "seed_streams": {"xm3600": [seed, _XM3600_STREAM], "commute": [seed, _COMMUTE_STREAM]},
+        "multi30k": write_multi30k(out / MULTI30K_DIR, bench_cfg["multi30k_images"], size, max_objects, seed),
+        "coco": write_coco(out / COCO_DIR, bench_cfg["coco_images"], size, max_objects, seed),
+        "seed_streams": {"xm3600": [seed, _XM3600_STREAM], "commute": [seed, _COMMUTE_STREAM],
+                         "multi30k": [seed, _MULTI30K_STREAM], "coco": [seed, _COCO_STREAM]},
     }
     write_json(stats, out / STATS_FILE)
     return stats

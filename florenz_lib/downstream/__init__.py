@@ -1,0 +1,1 @@
+"""Downstream evaluation: benchmark loaders (public formats) and their metrics (DESIGN.md section 5)."""

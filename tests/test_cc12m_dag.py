@@ -1,0 +1,146 @@
+"""The cc12m world end to end through Snakemake, on tiny real-format inputs built here: a CC12M TSV of
+images served on 127.0.0.1 (with every kind of broken row), a descriptions parquet, CCMatrix Moses
+files, a tiny NLLB-style model converted with CTranslate2's converter and a tiny open_clip model in a
+local safetensors file."""
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from cc12m_fixtures import (TINY_NLLB_LANG_CODES, build_tiny_m2m100, build_tiny_open_clip, serve_directory,
+                            write_cc12m_fixture)
+from florenz_lib.data.shards import SHARD_SCHEMA, TEST_SPLIT_SCHEMA
+
+REPO = Path(__file__).resolve().parents[1]
+N_SLICES = 2
+
+EN = ["A dog runs on the beach.", "Two red circles.", "The sky is blue.", "A man holds a bag of rice.",
+      "A cat sleeps on a chair.", "Three boats on a lake.", "A child reads a book.", "The train is late today."]
+XX = {"de": ["Ein Hund läuft am Strand.", "Zwei rote Kreise.", "Der Himmel ist blau.", "Ein Mann hält Reis.",
+             "Eine Katze schläft.", "Drei Boote auf einem See.", "Ein Kind liest ein Buch.", "Der Zug ist spät."],
+      "es": ["Un perro corre en la playa.", "Dos círculos rojos.", "El cielo es azul.", "Un hombre con arroz.",
+             "Un gato duerme.", "Tres barcos en un lago.", "Un niño lee un libro.", "El tren llega tarde."],
+      "zh": ["一只狗在海滩上奔跑。", "两个红色的圆。", "天空是蓝色的。", "一个男人拿着大米。", "一只猫在椅子上睡觉。",
+             "湖上有三条船。", "一个孩子在看书。", "火车今天晚点了。"]}
+REPEATS = 6  # each sentence pair with a numbered variant, so every language has enough pairs for both splits
+
+
+def _write_ccmatrix(root: Path) -> tuple[dict, Counter]:
+    """Moses files per language, with bad lines; returns (files config, expected drops of zh)."""
+    files = {}
+    for lang, targets in XX.items():
+        en_lines, xx_lines = [], []
+        for r in range(REPEATS):
+            for en, xx in zip(EN, targets):
+                en_lines.append(f"{en[:-1]} number {r}.")
+                xx_lines.append(f"{xx[:-1]} {r}{xx[-1]}")
+        en_lines += ["", "Same text on both sides.", "x" * 600]
+        xx_lines += ["leer" if lang != "zh" else "空", "Same text on both sides.", "y" * 600]
+        if lang == "zh":
+            en_lines.append("A sentence whose translation is not Chinese.")
+            xx_lines.append("Eine Übersetzung ohne chinesische Zeichen.")
+        for side, lines in (("en", en_lines), ("xx", xx_lines)):
+            path = root / f"CCMatrix.{lang}-en.{lang if side == 'xx' else 'en'}"
+            path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            files.setdefault(lang, {})[side] = str(path)
+    return files, Counter({"empty": 1, "source_equals_target": 1, "too_long": 1, "wrong_script": 1})
+
+
+@pytest.fixture(scope="module")
+def cc12m_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cc12m")
+    (root / "www").mkdir()
+    nllb_ct2, nllb_hf = build_tiny_m2m100(root / "nllb")
+    clip_name, clip_weights = build_tiny_open_clip(root / "clip")
+    corpus_files, zh_drops = _write_ccmatrix(root)
+    with serve_directory(root / "www") as base_url:
+        fixture = write_cc12m_fixture(root / "www", base_url, 12)
+        config = {
+            "results_dir": "results",
+            "world": {"name": "cc12m", "image_size": 32},
+            "cc12m": {
+                "tsv": str(fixture.tsv), "descriptions": str(fixture.descriptions), "descriptions_key": "url",
+                "n_slices": N_SLICES, "resize_mode": "center_crop", "max_image_pixels": 100 * 100,
+                "heldout_fraction": 0.5, "download": {"processes": 1, "threads": 4, "timeout": 5, "retries": 0},
+                "caption_min_chars": 3, "caption_max_chars": 60,
+                "translator": {"model_dir": str(nllb_ct2), "tokenizer_dir": str(nllb_hf),
+                               "lang_codes": TINY_NLLB_LANG_CODES, "device": "cpu", "max_batch_tokens": 512,
+                               "beam_size": 2, "max_decoding_length": 32},
+                "corpus": {"format": "moses", "files": corpus_files, "max_pairs_per_lang": None, "min_chars": 3,
+                           "max_chars": 200, "max_length_ratio": 3.0, "heldout_fraction": 0.3, "n_chunks": 2},
+                "clip": {"model": clip_name, "model_config": str(root / "clip" / f"{clip_name}.json"),
+                         "weights": str(clip_weights), "batch_size": 4, "device": "cpu"},
+            },
+            "data": {"align": {"batch_size": 16, "image_block_size": 5}, "shard_size": 4,
+                     "max_test_samples_per_lang": 5},
+        }
+        (root / "cc12m.yaml").write_text(yaml.safe_dump(config))
+        result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+                                 "--directory", str(root), "--configfile", str(root / "cc12m.yaml"), "--cores", "2",
+                                 "all"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    return root, fixture, zh_drops
+
+
+@pytest.mark.slow
+def test_cc12m_world_builds_shards_and_test_splits_whose_counts_reconcile(cc12m_run):
+    root, fixture, zh_drops = cc12m_run
+    data = root / "results" / "data"
+    stats = json.loads((data / "cc12m" / "stats.json").read_text())
+    assert stats["tsv_lines"] == fixture.lines and all(check["ok"] for check in stats["checks"])
+    download = stats["download"]
+    assert download["in"] == download["out"] + sum(download["dropped"].values())
+    assert download["out"] == len(fixture.good_urls) and download["dropped"] == fixture.drops
+    assert download["splits"]["train"] > 0 and download["splits"]["heldout"] > 0
+    assert Counter({k: v for k, v in stats["corpus"]["zh"]["dropped"].items() if v}) == zh_drops
+    assert stats["corpus"]["de"]["out"] == len(EN) * REPEATS
+
+    shards = sorted((data / "shards").glob("shard-*.parquet"))
+    assert {path.name.split("-")[1] for path in shards} <= {f"{i:05d}" for i in range(N_SLICES)}
+    rows = [row for path in shards for row in pq.read_table(path, schema=SHARD_SCHEMA).to_pylist()]
+    assert len(rows) == download["splits"]["train"] == stats["shards"]["rows"]
+    annotations = Counter(f"{a['task']}-{a['lang']}" for row in rows for a in row["annotations"])
+    assert annotations["caption-en"] == annotations["caption-de"] == len(rows)
+    assert sum(v for k, v in annotations.items() if k.startswith("translation-")) == stats["alignment"]["train"]["aligned"]
+    # German captions are NLLB's: the tiny model's memorised sentences
+    assert all(a["target"] for row in rows for a in row["annotations"])
+
+    splits = {name: pq.read_table(data / "test" / f"{name}.parquet", schema=TEST_SPLIT_SCHEMA).to_pylist()
+              for name in ("UC", "ST", "SC")}
+    assert {r["lang"] for r in splits["UC"]} == {"es", "zh"} and {r["lang"] for r in splits["SC"]} == {"en", "de"}
+    assert {r["lang"] for r in splits["ST"]} <= {"es", "zh"} and all(r["source"] for r in splits["ST"])
+    train_keys = {row["key"] for row in rows}
+    assert not train_keys & {r["key"] for split in splits.values() for r in split}
+    logs = root / "results" / "logs"
+    assert len(list((logs / "cc12m_download").glob("*.log"))) == N_SLICES
+    assert len(list((root / "results" / "stage_times" / "cc12m_align").glob("*.tsv"))) == 2
+
+
+def test_a_missing_model_path_stops_the_dag_naming_the_config_key(tmp_path):
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    files = {"tsv": tmp_path / "cc12m.tsv", "descriptions": tmp_path / "d.parquet", "weights": tmp_path / "clip.safetensors",
+             "tok": tmp_path / "tok", "en": tmp_path / "c.en", "de": tmp_path / "c.de"}
+    for key, path in files.items():
+        path.mkdir() if key == "tok" else path.write_text("")
+    config["world"]["name"] = "cc12m"
+    config["cc12m"] = {
+        "tsv": str(files["tsv"]), "descriptions": str(files["descriptions"]), "descriptions_key": "url", "n_slices": 1,
+        "resize_mode": "center_crop", "max_image_pixels": 10000, "heldout_fraction": 0.1, "caption_min_chars": 1,
+        "caption_max_chars": 100,
+        "translator": {"model_dir": str(tmp_path / "no-such-nllb"), "tokenizer_dir": str(files["tok"]),
+                       "lang_codes": {"en": "eng_Latn", "de": "deu_Latn"}},
+        "corpus": {"format": "moses", "files": {"de": {"en": str(files["en"]), "xx": str(files["de"])}}, "min_chars": 1,
+                   "max_chars": 10, "max_length_ratio": 2, "heldout_fraction": 0.1, "n_chunks": 1},
+        "clip": {"model": "ViT-B-16", "weights": str(files["weights"])},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**config, "results_dir": str(tmp_path / "results")}))
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"),
+                             "--configfile", str(tmp_path / "config.yaml")], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "config key 'cc12m.translator.model_dir': no such file or directory" in result.stdout + result.stderr
+    assert "no-such-nllb" in result.stdout + result.stderr
