@@ -34,12 +34,23 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--P-min", dest="P_min", type=float, help="smallest P searched (default: smallest in the runs)")
     plan.add_argument("--P-max", dest="P_max", type=float, help="largest P searched (default: largest in the runs)")
     plan.add_argument("--grid", type=int, default=2001, help="points of the log grid over P")
+    # Not a DAG stage: florenz_lib.bench measures the heavy stages against what a user would otherwise use.
+    from .bench import FAMILIES
+    bench = sub.add_parser("bench", help="benchmark the heavy stages against their plain alternatives")
+    bench.add_argument("--quick", action="store_true", help="the quick sizes (minutes on a laptop CPU)")
+    bench.add_argument("--sizes", choices=["test", "quick", "full"], help="size preset (overrides --quick)")
+    bench.add_argument("--out", default="results/bench", help="directory for <family>.csv and bench.md")
+    bench.add_argument("--only", nargs="+", choices=FAMILIES, metavar="NAME",
+                       help=f"run only these benchmarks ({', '.join(FAMILIES)})")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "bench":  # builds its own data; no config
+        from .bench.run import run_cli as run_bench_cli
+        return run_bench_cli(args)
     if args.command == "plan":  # reads a runs table; the config only locates it
         from .report.planner import run_cli
         return run_cli(args)

@@ -214,31 +214,12 @@ def build_tiny_m2m100(out_dir) -> tuple[Path, Path]:
     one CPU thread; deterministic.
     """
     import torch
-    from ctranslate2.converters import TransformersConverter
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import M2M100Config, M2M100ForConditionalGeneration, NllbTokenizer
 
-    out_dir = Path(out_dir)
-    hf_dir, ct2_dir = out_dir / "hf", out_dir / "ct2"
+    from florenz_lib.bench.translation import save_and_convert, tiny_nllb
+
     codes = TINY_NLLB_LANG_CODES
     texts = [text for en, targets in TINY_NLLB_PAIRS.items() for text in (en, *targets.values())]
-
-    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
-    bpe.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
-    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=200, show_progress=False,
-                                                       special_tokens=["<s>", "<pad>", "</s>", "<unk>"]))
-    trained = json.loads(bpe.to_str())["model"]
-    tokenizer = NllbTokenizer(vocab=trained["vocab"], merges=[tuple(m) for m in trained["merges"]],
-                              extra_special_tokens=list(codes.values()), src_lang=codes["en"])
-
-    config = M2M100Config(vocab_size=len(tokenizer), d_model=64, encoder_layers=1, decoder_layers=1,
-                          encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=128,
-                          decoder_ffn_dim=128, max_position_embeddings=128, dropout=0.0, attention_dropout=0.0,
-                          activation_dropout=0.0, pad_token_id=tokenizer.pad_token_id,
-                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                          decoder_start_token_id=tokenizer.eos_token_id)
-    torch.manual_seed(0)
-    model = M2M100ForConditionalGeneration(config)
+    model, tokenizer = tiny_nllb(texts, codes, vocab_size=200, d_model=64, layers=1, max_positions=128)
 
     sources, targets = [], []
     for en, translations in TINY_NLLB_PAIRS.items():
@@ -259,9 +240,4 @@ def build_tiny_m2m100(out_dir) -> tuple[Path, Path]:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    model.eval()
-
-    model.save_pretrained(hf_dir)
-    tokenizer.save_pretrained(hf_dir)
-    TransformersConverter(str(hf_dir)).convert(str(ct2_dir), quantization=None, force=True)
-    return ct2_dir, hf_dir
+    return save_and_convert(model, tokenizer, out_dir)

@@ -71,7 +71,10 @@ def test_image_embeddings_are_normalised_half_and_independent_of_batch_size(tiny
 
     embed_image_slice({**tiny_clip, "batch_size": 5}, images_parquet, tmp_path / "b5.npz")
     embed_image_slice({**tiny_clip, "batch_size": 64}, images_parquet, tmp_path / "b64.npz")
-    for other in ("b5.npz", "b64.npz"):
+    # decoding in this process, or in two loader processes taking batches in turn: the file's order
+    embed_image_slice({**tiny_clip, "batch_size": 2, "workers": 0}, images_parquet, tmp_path / "w0.npz")
+    embed_image_slice({**tiny_clip, "batch_size": 2, "workers": 2}, images_parquet, tmp_path / "w2.npz")
+    for other in ("b5.npz", "b64.npz", "w0.npz", "w2.npz"):
         other_ids, other_emb = _load(tmp_path / other)
         assert other_ids.tolist() == ids.tolist()
         np.testing.assert_allclose(other_emb.astype(np.float32), emb.astype(np.float32), atol=1e-3)

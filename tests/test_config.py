@@ -64,3 +64,13 @@ def test_slurm_profile_is_accepted_from_the_repo_root(tmp_path):
                              "--configfile", str(override)], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "train" in result.stdout and "This was a dry-run" in result.stdout
+
+
+def test_the_cc12m_example_config_validates_merged_over_the_default_as_snakemake_merges_it():
+    from snakemake.utils import update_config
+    merged = yaml.safe_load((REPO / "config.yaml").read_text())
+    update_config(merged, yaml.safe_load((REPO / "config.cc12m.yaml").read_text()))
+    assert validate_config(merged)["world"]["name"] == "cc12m"
+    del merged["cc12m"]["translator"]["model_dir"]
+    with pytest.raises(ConfigError, match="cc12m.translator"):
+        validate_config(merged)

@@ -9,7 +9,7 @@ from florenz_lib.data.shards import read_training_shards
 from florenz_lib.downstream.finetune import finetune_run
 from florenz_lib.models.florenz import save_florenz
 from florenz_lib.models.restructure import florenz_from_florence2_and_gemma2
-from florenz_lib.models.inputs import Example, Seq2SeqCollator, png_to_tensor
+from florenz_lib.models.inputs import Example, Seq2SeqCollator
 from florenz_lib.models.tokenizers import save_tokenizer
 from florenz_lib.world.finetune import FINETUNE_KEYS, write_finetune_shards
 

@@ -197,3 +197,13 @@ def test_generation_with_cache_matches_teacher_forcing(base_models, tokenizers, 
         assert (logits.argmax(-1)[:, 1:-1] == greedy[:, 2:-1]).all()
         beams = model.generate(**inputs, max_new_tokens=6)  # the paper's beam search (generation_config)
     assert model.generation_config.num_beams == 4 and (beams[:, :2] == greedy[:, :2]).all()
+
+
+def test_a_checkpoint_without_generation_config_still_decodes_as_the_paper(base_models, tmp_path):
+    torch.manual_seed(0)
+    save_florenz(florenz_from_florence2_and_gemma2(*base_models), str(tmp_path))
+    (tmp_path / "generation_config.json").unlink()  # as a checkpoint written by other tools may lack it
+    config = load_florenz(str(tmp_path)).generation_config
+    assert (config.decoder_start_token_id, config.bos_token_id, config.eos_token_id) == (DECODER_START, DECODER_BOS,
+                                                                                         DECODER_EOS)
+    assert config.forced_bos_token_id == DECODER_BOS and config.num_beams == 4

@@ -67,7 +67,7 @@ def _snakemake(workdir: Path, *args: str) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def _finish(job: subprocess.Popen, deadline: float, workdir: Path) -> None:
+def finish_embeddings(job: subprocess.Popen, deadline: float, workdir: Path) -> None:
     try:
         job.wait(timeout=max(1.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
@@ -95,14 +95,14 @@ def study_runs(slurm_cluster, tmp_path_factory):
                           "--latency-wait", "5")
     local = _snakemake(workdirs["local"], "--cores", "2")
     deadline = started + TIMEOUT_S
-    _finish(on_slurm, deadline, workdirs["slurm"])
+    finish_embeddings(on_slurm, deadline, workdirs["slurm"])
     slurm_s = time.monotonic() - started
     # what the controller says of them, while it still knows them (MinJobAge 300 s)
     ids = [int(log.stem) for log in (workdirs["slurm"] / ".snakemake" / "slurm_logs").rglob("*.log")]
     states = subprocess.run(["squeue", "-h", "-t", "all", "-j", ",".join(map(str, ids)), "-o", "%i %T"],
                             capture_output=True, text=True, check=True).stdout
     (workdirs["slurm"] / "squeue.txt").write_text(states)
-    _finish(local, deadline, workdirs["local"])
+    finish_embeddings(local, deadline, workdirs["local"])
     print(f"\nreduced study: SLURM run {slurm_s:.0f} s, both runs {time.monotonic() - started:.0f} s")
     return workdirs
 

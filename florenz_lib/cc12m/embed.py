@@ -21,7 +21,7 @@ import safetensors.torch
 import torch
 from tqdm import tqdm
 
-from ..data.embed import _finish, _normalised_half
+from ..data.embed import finish_embeddings, normalised_half
 from ..io import decode_png, require_columns
 
 log = logging.getLogger(__name__)
@@ -115,19 +115,39 @@ def _batches(path, columns: list[str], batch_size: int, split: str | None = None
         yield pa.Table.from_batches(pending)
 
 
+class _DecodedImageBatches(torch.utils.data.IterableDataset):
+    """(keys, preprocessed pixels) per batch of an images parquet, in file order. Under a DataLoader with
+    n workers, worker w decodes batches w, w + n, ...; the loader takes them round-robin, so the order
+    is the file's while decoding overlaps the forward."""
+
+    def __init__(self, images_parquet, batch_size: int, preprocess: Callable):
+        self.images_parquet, self.batch_size, self.preprocess = images_parquet, batch_size, preprocess
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        for index, table in enumerate(_batches(self.images_parquet, ["key", "png"], self.batch_size)):
+            if index % workers == worker:
+                yield (table.column("key").to_pylist(),
+                       torch.stack([self.preprocess(decode_png(image)) for image in table.column("png").to_pylist()]))
+
+
 @torch.no_grad()
 def embed_image_slice(clip_cfg: dict, images_parquet, out_npz) -> dict:
-    """Embed every image of an images/slice-*.parquet (columns key, png); ids are the keys."""
+    """Embed every image of an images/slice-*.parquet (columns key, png); ids are the keys. JPEG decoding
+    and preprocessing run in clip_cfg["workers"] loader processes (default 1; 0: in this process)."""
     model, _, preprocess = load_open_clip(clip_cfg)
     device, batch_size = clip_device(clip_cfg), int(clip_cfg.get("batch_size", DEFAULT_BATCH_SIZE))
+    workers = int(clip_cfg.get("workers", 1))
+    loader = torch.utils.data.DataLoader(_DecodedImageBatches(images_parquet, batch_size, preprocess), batch_size=None,
+                                         num_workers=workers, pin_memory=device.type == "cuda")
     ids, chunks = [], []
-    for table in tqdm(_batches(images_parquet, ["key", "png"], batch_size), desc=f"embed {Path(images_parquet).name}", leave=False):
-        pixels = torch.stack([preprocess(decode_png(image)) for image in table.column("png").to_pylist()])
+    for keys, pixels in tqdm(loader, desc=f"embed {Path(images_parquet).name}", leave=False):
         with _autocast(device):
             features = model.encode_image(pixels.to(device))
-        chunks.append(_normalised_half(features.float().cpu()))
-        ids.extend(table.column("key").to_pylist())
-    return _finish(ids, chunks, embed_dim(clip_cfg), f"{images_parquet} images", out_npz)
+        chunks.append(normalised_half(features.float().cpu()))
+        ids.extend(keys)
+    return finish_embeddings(ids, chunks, embed_dim(clip_cfg), f"{images_parquet} images", out_npz)
 
 
 @torch.no_grad()
@@ -144,6 +164,6 @@ def embed_sentence_chunk(clip_cfg: dict, corpus_chunk_parquet, out_npz, split: s
     for table in tqdm(batches, desc=f"embed {what}", leave=False):
         with _autocast(device):
             features = model.encode_text(tokenizer(table.column("en").to_pylist()).to(device))
-        chunks.append(_normalised_half(features.float().cpu()))
+        chunks.append(normalised_half(features.float().cpu()))
         ids.extend(table.column("pair_id").to_pylist())
-    return _finish(ids, chunks, embed_dim(clip_cfg), f"{what} sentences", out_npz)
+    return finish_embeddings(ids, chunks, embed_dim(clip_cfg), f"{what} sentences", out_npz)

@@ -143,8 +143,10 @@ def load_translator(translator_cfg: dict) -> Translator:
     device = resolve_device(translator_cfg.get("device", "auto"))
     compute_type = resolve_compute_type(translator_cfg.get("compute_type", "auto"), device)
     tokenizer = _load_tokenizer(tokenizer_dir, lang_codes)
-    translator = ctranslate2.Translator(str(model_dir), device=device, compute_type=compute_type)
-    log.info("NLLB from %s on %s (%s)", model_dir, device, compute_type)
+    # threads 0: CTranslate2's default (up to 4 on CPU); a SLURM job sets it to the cores it holds
+    threads = int(translator_cfg.get("threads", 0))
+    translator = ctranslate2.Translator(str(model_dir), device=device, compute_type=compute_type, intra_threads=threads)
+    log.info("NLLB from %s on %s (%s, %s threads)", model_dir, device, compute_type, threads or "default")
     return Translator(translator=translator, tokenizer=tokenizer, lang_codes=lang_codes, device=device,
                       compute_type=compute_type, beam_size=int(translator_cfg["beam_size"]),
                       max_batch_tokens=int(translator_cfg["max_batch_tokens"]),

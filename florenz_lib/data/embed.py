@@ -32,7 +32,7 @@ def _split_batches(path: Path, id_column: str, value_column: str, split: str) ->
             yield [columns[id_column][i] for i in rows], [columns[value_column][i] for i in rows]
 
 
-def _finish(ids: list[str], chunks: list[np.ndarray], dim: int, what: str, out_npz) -> dict:
+def finish_embeddings(ids: list[str], chunks: list[np.ndarray], dim: int, what: str, out_npz) -> dict:
     if len(set(ids)) != len(ids):
         raise ValueError(f"{what}: ids are not unique")
     emb = np.concatenate(chunks) if chunks else np.zeros((0, dim), dtype=np.float16)
@@ -42,7 +42,7 @@ def _finish(ids: list[str], chunks: list[np.ndarray], dim: int, what: str, out_n
 
 
 @torch.no_grad()
-def _normalised_half(features: torch.Tensor) -> np.ndarray:
+def normalised_half(features: torch.Tensor) -> np.ndarray:
     return torch.nn.functional.normalize(features.float(), dim=-1).numpy().astype(np.float16)
 
 
@@ -54,9 +54,9 @@ def embed_images(clip_dir, world_dir, split: str, out_npz) -> dict:
     ids, chunks = [], []
     for keys, pngs in tqdm(_split_batches(path, "key", "png", split), desc=f"embed {split} images", leave=False):
         pixels = torch.stack([preprocess(decode_png(png)) for png in pngs])
-        chunks.append(_normalised_half(model.encode_image(pixels)))
+        chunks.append(normalised_half(model.encode_image(pixels)))
         ids.extend(keys)
-    return _finish(ids, chunks, model.text_projection.shape[1], f"{path} [{split}] images", out_npz)
+    return finish_embeddings(ids, chunks, model.text_projection.shape[1], f"{path} [{split}] images", out_npz)
 
 
 @torch.no_grad()
@@ -66,6 +66,6 @@ def embed_sentences(clip_dir, world_dir, split: str, out_npz) -> dict:
     path = Path(world_dir) / CORPUS_FILE
     ids, chunks = [], []
     for pair_ids, sentences in tqdm(_split_batches(path, "pair_id", "en", split), desc=f"embed {split} sentences", leave=False):
-        chunks.append(_normalised_half(model.encode_text(tokenizer(sentences))))
+        chunks.append(normalised_half(model.encode_text(tokenizer(sentences))))
         ids.extend(pair_ids)
-    return _finish(ids, chunks, model.text_projection.shape[1], f"{path} [{split}] sentences", out_npz)
+    return finish_embeddings(ids, chunks, model.text_projection.shape[1], f"{path} [{split}] sentences", out_npz)

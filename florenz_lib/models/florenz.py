@@ -96,11 +96,7 @@ class FlorenzForConditionalGeneration(PreTrainedModel, GenerationMixin):
             hidden = gemma.hidden_size
         self.lm_head = nn.Linear(hidden, config.decoder_vocab_size, bias=False)
         self.post_init()
-        # the authors' decoding: labels are bos text eos, so bos is forced first; beam 4, 128 new tokens
-        self.generation_config = GenerationConfig(
-            decoder_start_token_id=DECODER_START, bos_token_id=DECODER_BOS, eos_token_id=DECODER_EOS,
-            pad_token_id=DECODER_PAD, forced_bos_token_id=DECODER_BOS, forced_eos_token_id=DECODER_EOS,
-            num_beams=4, max_new_tokens=128)
+        self.generation_config = paper_generation_config()
 
     def _init_weights(self, module):
         """The parts are transformers models that initialise themselves, and the surgery's new layers
@@ -155,6 +151,14 @@ class FlorenzForConditionalGeneration(PreTrainedModel, GenerationMixin):
         return model_kwargs
 
 
+def paper_generation_config() -> GenerationConfig:
+    """The authors' decoding: labels are bos text eos, so bos is forced first; beam 4, 128 new tokens.
+    The token ids are the design's (DESIGN.md section 5), the same for every checkpoint."""
+    return GenerationConfig(decoder_start_token_id=DECODER_START, bos_token_id=DECODER_BOS, eos_token_id=DECODER_EOS,
+                            pad_token_id=DECODER_PAD, forced_bos_token_id=DECODER_BOS,
+                            forced_eos_token_id=DECODER_EOS, num_beams=4, max_new_tokens=128)
+
+
 def save_florenz(model: FlorenzForConditionalGeneration, out_dir: str) -> None:
     """save_pretrained (config.json + model.safetensors, tied weights stored once) into a temporary
     directory, then moved into place file by file so a reader never sees a half-written model."""
@@ -184,4 +188,8 @@ def strict_from_pretrained(model_class, model_dir: str, **kwargs):
 
 
 def load_florenz(model_dir: str) -> FlorenzForConditionalGeneration:
-    return strict_from_pretrained(FlorenzForConditionalGeneration, model_dir)
+    model = strict_from_pretrained(FlorenzForConditionalGeneration, model_dir)
+    # a checkpoint without generation_config.json would otherwise get one derived from config.json, which
+    # in transformers 5 carries no decoder start token: generation would fail
+    model.generation_config = paper_generation_config()
+    return model
