@@ -71,6 +71,8 @@ def missing_cc12m_paths(config: dict) -> list[str]:
              "cc12m.translator.tokenizer_dir": c["translator"]["tokenizer_dir"], "cc12m.clip.weights": c["clip"]["weights"]}
     if c["clip"].get("model_config"):
         paths["cc12m.clip.model_config"] = c["clip"]["model_config"]
+    for source, entry in c.get("finetune", {}).items():
+        paths.update({f"cc12m.finetune.{source}.{key}": path for key, path in entry.items() if key != "splits"})
     for lang, entry in c["corpus"]["files"].items():
         if isinstance(entry, dict):
             paths.update({f"cc12m.corpus.files.{lang}.{side}": path for side, path in entry.items()})

@@ -233,10 +233,18 @@ def prefix_eval(config: dict, size: str, steps: str, threads: int = 1) -> None:
 
 
 def finetune_data(config: dict) -> None:
-    """The world's fine-tuning mix: new scenes, every task in every language, as training shards."""
+    """The fine-tuning mix with every task in every language, as training shards: in the synthetic world new
+    scenes; in the cc12m world the configured local sources, missing languages translated by NLLB."""
     from .world.finetune import write_finetune_shards
-    write_finetune_shards(config["world"], config["finetune"]["n_images"], config["data"]["shard_size"],
-                          config["seed"], _layout(config).finetune_shards())
+    from .world.grammar import LANGS
+    out = _layout(config).finetune_shards()
+    if config["world"]["name"] == "cc12m":
+        from .cc12m.finetune_mix import write_cc12m_finetune_mix
+        write_cc12m_finetune_mix(config["cc12m"]["finetune"], config["cc12m"]["translator"], list(LANGS),
+                                 config["data"]["shard_size"], out)
+    else:
+        write_finetune_shards(config["world"], config["finetune"]["n_images"], config["data"]["shard_size"],
+                              config["seed"], out)
 
 
 def finetune(config: dict, size: str) -> None:

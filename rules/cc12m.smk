@@ -239,3 +239,25 @@ rule cc12m_stats:
         runtime=10,
     script:
         "../workflow_scripts/cc12m_stats.py"
+
+
+# The downstream fine-tuning mix from local Multi30K, COCO Karpathy, Image Paragraph and DOCCI copies
+# (those configured under cc12m.finetune), every language present: missing ones translated by NLLB.
+rule finetune_data:
+    input:
+        CC12M["translator"]["model_dir"],
+    output:
+        shards=directory(L.finetune_shards()),
+    conda:
+        "../envs/data.yaml"
+    log:
+        L.log("finetune_data"),
+    benchmark:
+        L.stage_time("finetune_data")
+    threads: 4
+    resources:
+        mem_mb=32000,
+        runtime=1440,
+        gpu=CC12M_GPUS,
+    script:
+        "../workflow_scripts/finetune_data.py"

@@ -22,6 +22,8 @@ GPUS_PER_JOB = config["cluster"]["gpus_per_job"]
 # What `all` builds: the whole study in the synthetic world; the pretraining data in the cc12m world.
 if WORLD == "cc12m":
     ALL_TARGETS = [L.shards(), L.test("stats.json"), L.cc12m_stats()]
+    if config["cc12m"].get("finetune"):
+        ALL_TARGETS.append(L.finetune_shards())
 else:
     ALL_TARGETS = [
         L.table(name)

@@ -121,27 +121,52 @@ def test_cc12m_world_builds_shards_and_test_splits_whose_counts_reconcile(cc12m_
     assert len(list((root / "results" / "stage_times" / "cc12m_align").glob("*.tsv"))) == 2
 
 
-def test_a_missing_model_path_stops_the_dag_naming_the_config_key(tmp_path):
+def _dry_run_config(tmp_path: Path) -> dict:
+    """The default config switched to a cc12m world whose every input exists (empty files)."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     files = {"tsv": tmp_path / "cc12m.tsv", "descriptions": tmp_path / "d.parquet", "weights": tmp_path / "clip.safetensors",
-             "tok": tmp_path / "tok", "en": tmp_path / "c.en", "de": tmp_path / "c.de"}
+             "tok": tmp_path / "tok", "nllb": tmp_path / "nllb", "en": tmp_path / "c.en", "de": tmp_path / "c.de"}
     for key, path in files.items():
-        path.mkdir() if key == "tok" else path.write_text("")
+        path.mkdir() if key in ("tok", "nllb") else path.write_text("")
     config["world"]["name"] = "cc12m"
+    config["results_dir"] = str(tmp_path / "results")
     config["cc12m"] = {
-        "tsv": str(files["tsv"]), "descriptions": str(files["descriptions"]), "descriptions_key": "url", "n_slices": 1,
+        "tsv": str(files["tsv"]), "descriptions": str(files["descriptions"]), "descriptions_key": "url", "n_slices": 3,
         "resize_mode": "center_crop", "max_image_pixels": 10000, "heldout_fraction": 0.1, "caption_min_chars": 1,
         "caption_max_chars": 100,
-        "translator": {"model_dir": str(tmp_path / "no-such-nllb"), "tokenizer_dir": str(files["tok"]),
+        "translator": {"model_dir": str(files["nllb"]), "tokenizer_dir": str(files["tok"]),
                        "lang_codes": {"en": "eng_Latn", "de": "deu_Latn"}, "max_batch_tokens": 512, "beam_size": 1,
                        "max_decoding_length": 16},
         "corpus": {"format": "moses", "files": {"de": {"en": str(files["en"]), "xx": str(files["de"])}}, "min_chars": 1,
-                   "max_chars": 10, "max_length_ratio": 2, "heldout_fraction": 0.1, "n_chunks": 1},
+                   "max_chars": 10, "max_length_ratio": 2, "heldout_fraction": 0.1, "n_chunks": 2},
         "clip": {"model": "ViT-B-16", "weights": str(files["weights"])},
     }
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**config, "results_dir": str(tmp_path / "results")}))
-    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"),
-                             "--configfile", str(tmp_path / "config.yaml")], capture_output=True, text=True, cwd=tmp_path)
+    return config
+
+
+def _dry_run(tmp_path: Path, config: dict) -> subprocess.CompletedProcess:
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    return subprocess.run([sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"),
+                           "--configfile", str(tmp_path / "config.yaml")], capture_output=True, text=True, cwd=tmp_path)
+
+
+def test_a_missing_model_path_stops_the_dag_naming_the_config_key(tmp_path):
+    config = _dry_run_config(tmp_path)
+    config["cc12m"]["translator"]["model_dir"] = str(tmp_path / "no-such-nllb")
+    result = _dry_run(tmp_path, config)
     assert result.returncode != 0
     assert "config key 'cc12m.translator.model_dir': no such file or directory" in result.stdout + result.stderr
     assert "no-such-nllb" in result.stdout + result.stderr
+
+
+def test_the_dag_scatters_slices_and_chunks_and_adds_a_configured_fine_tuning_mix(tmp_path):
+    config = _dry_run_config(tmp_path)
+    result = _dry_run(tmp_path, config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = result.stdout.split("Job stats:")[1].split("\n\n")[0].splitlines()[3:]
+    jobs = {line.split()[0]: int(line.split()[1]) for line in table if len(line.split()) == 2}
+    assert jobs["cc12m_download"] == jobs["cc12m_captions"] == jobs["cc12m_slice_shards"] == 3
+    assert jobs["cc12m_embed_sentences"] == 2 and jobs["cc12m_align"] == 2 and "finetune_data" not in jobs
+    (tmp_path / "coco.json").write_text("{}")
+    config["cc12m"]["finetune"] = {"coco_karpathy": {"annotations": str(tmp_path / "coco.json"), "images": str(tmp_path)}}
+    assert "finetune_data" in _dry_run(tmp_path, config).stdout

@@ -88,7 +88,7 @@ class CommuteBenchmark:
     items: list[CommuteItem]
 
 
-def _find_text(stem: Path) -> Path:
+def find_text(stem: Path) -> Path:
     """`<stem>.gz` (the public form) if present, else the uncompressed `<stem>`."""
     for path in (stem.with_name(stem.name + ".gz"), stem):
         if path.is_file():
@@ -123,7 +123,7 @@ def _read_lines(path: Path) -> list[str]:
     return texts
 
 
-def _read_aligned(paths: list[Path]) -> list[list[str]]:
+def read_aligned(paths: list[Path]) -> list[list[str]]:
     """The lines of files aligned line by line; ValueError naming the shorter file and the line
     where it ends if their lengths differ."""
     columns = [_read_lines(path) for path in paths]
@@ -145,7 +145,7 @@ def _image(candidates: list[Path], listed_in: Path, line: int) -> Path:
     raise FileNotFoundError(f"image is missing: {tried} (listed at {listed_in}:{line})")
 
 
-def _multi30k_image_candidates(images_dir: Path, name: str) -> list[Path]:
+def multi30k_image_candidates(images_dir: Path, name: str) -> list[Path]:
     name = name.split("#", 1)[0]  # test_2017_mscoco appends a COCO caption id: "<image>.jpg#<id>"
     candidates = [images_dir / name]
     if name.startswith("COCO_"):
@@ -160,9 +160,9 @@ def load_multi30k_task1(root: str | os.PathLike, split: str, lang: str,
     (de, fr, cs), the image from `images_dir`."""
     task = Path(root) / "data" / "task1"
     names_path = require_file(task / "image_splits" / f"{split}.txt")
-    paths = [names_path, _find_text(task / "raw" / f"{split}.en"), _find_text(task / "raw" / f"{split}.{lang}")]
-    names, sources, targets = _read_aligned(paths)
-    items = [TranslationItem(_image(_multi30k_image_candidates(Path(images_dir), name), names_path, number),
+    paths = [names_path, find_text(task / "raw" / f"{split}.en"), find_text(task / "raw" / f"{split}.{lang}")]
+    names, sources, targets = read_aligned(paths)
+    items = [TranslationItem(_image(multi30k_image_candidates(Path(images_dir), name), names_path, number),
                              source, [target])
              for number, (name, source, target) in enumerate(zip(names, sources, targets), 1)]
     return TranslationBenchmark(f"multi30k-task1-{split}", lang, items)
@@ -174,10 +174,10 @@ def load_multi30k_task2(root: str | os.PathLike, split: str, lang: str,
     captions of each image (en, de)."""
     task = Path(root) / "data" / "task2"
     names_path = require_file(task / "image_splits" / f"{split}_images.txt")
-    reference_paths = [_find_text(task / "raw" / f"{split}.{n}.{lang}")
+    reference_paths = [find_text(task / "raw" / f"{split}.{n}.{lang}")
                        for n in range(1, MULTI30K_TASK2_REFERENCES + 1)]
-    names, *reference_columns = _read_aligned([names_path, *reference_paths])
-    items = [CaptionItem(_image(_multi30k_image_candidates(Path(images_dir), name), names_path, number), list(refs))
+    names, *reference_columns = read_aligned([names_path, *reference_paths])
+    items = [CaptionItem(_image(multi30k_image_candidates(Path(images_dir), name), names_path, number), list(refs))
              for number, (name, *refs) in enumerate(zip(names, *reference_columns), 1)]
     return CaptionBenchmark(f"multi30k-task2-{split}", lang, items)
 
@@ -241,7 +241,7 @@ def load_commute(root: str | os.PathLike, lang: str, images_dir: str | os.PathLi
     """CoMMuTE en-`lang` under `root`; images from `images_dir`, by default `<root>/images`."""
     pair = Path(root) / f"en-{lang}"
     paths = [require_file(pair / name) for name in ("src.en", f"correct.{lang}", f"incorrect.{lang}", "img.order")]
-    sources, correct, incorrect, names = _read_aligned(paths)
+    sources, correct, incorrect, names = read_aligned(paths)
     images = Path(images_dir) if images_dir is not None else Path(root) / "images"
     items = [CommuteItem(_image([images / name], paths[3], number), source, good, bad)
              for number, (source, good, bad, name) in enumerate(zip(sources, correct, incorrect, names), 1)]
