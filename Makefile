@@ -5,7 +5,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: run test test-slurm lint clean chromium
+.PHONY: run test test-e2e test-slurm lint clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,12 @@ run: $(STAMP)
 	$(VENV)/bin/snakemake --cores $(CORES) all
 
 test: $(STAMP) chromium
-	$(VENV)/bin/python -m pytest -q -m "not slurm"
+	$(VENV)/bin/python -m pytest -q -m "not slurm and not e2e"
+
+# Whole studies through Snakemake: the reduced synthetic study (with fine-tuning and the downstream
+# benchmarks) and the cc12m world's data stages on local fixtures. About 6 minutes on 2 cores.
+test-e2e: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -m "e2e and not slurm"
 
 # The study through `--profile slurm` on a real local SLURM cluster (scripts/slurm-local-up.sh
 # installs and starts it, as root; the test stops it again). About 8 minutes on 2 cores.

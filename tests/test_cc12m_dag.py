@@ -88,6 +88,7 @@ def cc12m_run(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_cc12m_world_builds_shards_and_test_splits_whose_counts_reconcile(cc12m_run):
     root, fixture, zh_drops = cc12m_run
     data = root / "results" / "data"

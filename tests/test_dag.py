@@ -51,6 +51,7 @@ def study(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_reduced_study_writes_the_report(study):
     tables = study / "results" / "tables"
     runs = pd.read_csv(tables / "runs.csv")
@@ -98,6 +99,7 @@ def test_reduced_study_writes_the_report(study):
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_forcerun_reruns_the_rule_and_its_dependents_only(study):
     dry = _snakemake(study, "all", "-n", "--forcerun", "evaluate")
     assert _jobs_of_dry_run(dry.stdout) == {"all": 1, "evaluate": 8, "report": 1, "tables": 1, "stage_times": 1}
