@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import zipfile
-import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from ..data.align import ALIGNMENT_SCHEMA, DROP_REASONS
+from ..data.align import ALIGNMENT_SCHEMA, DROP_REASONS, assign_by_capacity
 from ..data.io import CORPUS_COLUMNS
 from ..io import replacing, require_columns, require_file, write_json
 
@@ -363,28 +362,6 @@ class _Counts:
         return stats
 
 
-def _assign_batch(pair_ids: np.ndarray, scores: np.ndarray, rows: np.ndarray, reason: np.ndarray,
-                  min_similarity: float, capacity: int, assigned_count: np.ndarray) -> np.ndarray:
-    """The synthetic world's min_similarity + capacity rules on one batch; returns the chosen rank (-1: none)."""
-    eligible = scores >= min_similarity
-    reason[(reason == "") & ~eligible.any(axis=1)] = "low_similarity"
-    # Descending top-1 score, then crc32(pair_id), then pair_id (lexsort: last key is primary).
-    pair_hashes = np.array([zlib.crc32(p.encode()) for p in pair_ids], dtype=np.int64)
-    chosen_rank = np.full(len(pair_ids), -1, dtype=np.int64)
-    for i in np.lexsort((pair_ids, pair_hashes, -scores[:, 0])):
-        if reason[i]:
-            continue
-        for rank in range(scores.shape[1]):
-            image = rows[i, rank]
-            if eligible[i, rank] and assigned_count[image] < capacity:
-                assigned_count[image] += 1
-                chosen_rank[i] = rank
-                break
-        else:
-            reason[i] = "image_capacity"
-    return chosen_rank
-
-
 def align_part(part: str, image_slices: Sequence[tuple], corpus_chunks: Sequence[tuple], align_cfg: dict,
                out_dir, out_stats_json, use_gpu: bool | None = None) -> dict:
     """Align the part's corpus pairs to the part's images; write out_dir/{lang}-{chunk:03d}.parquet and stats.
@@ -428,7 +405,7 @@ def align_part(part: str, image_slices: Sequence[tuple], corpus_chunks: Sequence
                 hashes = np.fromiter((pair_hash(*p) for p in zip(ens, langs, texts)), dtype=np.uint64, count=len(pair_ids))
                 reason[~seen.add_new(hashes)] = "duplicate_pair"
                 scores, rows = index.search(emb, k)
-                chosen_rank = _assign_batch(pair_ids, scores, rows, reason, min_similarity, capacity, assigned_count)
+                chosen_rank = assign_by_capacity(pair_ids, scores, rows, reason, min_similarity, capacity, assigned_count)
                 aligned = np.flatnonzero(chosen_rank >= 0)
                 image = rows[aligned, chosen_rank[aligned]]
                 score = scores[aligned, chosen_rank[aligned]]

@@ -20,25 +20,24 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from ..data.shards import (
     SEEN_CAPTION_LANGS,
-    SHARD_SCHEMA,
     STATS_FILE,
     TASK_LANG_KEYS,
     TEST_SPLIT_SCHEMA,
     _check_reconciles,
     _sample,
+    add_caption_annotations,
+    write_shard_files,
 )
+from ..data.io import CAPTION_COLUMNS, IMAGE_COLUMNS
 from ..io import read_json, read_parquet, require_columns, write_json, write_parquet
 from .align import CC12M_ALIGNMENT_COLUMNS
 
 log = logging.getLogger(__name__)
 
 SLICE_SHARD_PATTERN = "shard-{:05d}-{:03d}.parquet"
-IMAGE_COLUMNS = ("key", "split", "png")
-CAPTION_COLUMNS = ("key", "lang", "text")
 RECONCILED = ("images", "captions", "aligned_pairs")
 TEST_SPLITS = ("UC", "ST", "SC")
 
@@ -80,18 +79,10 @@ def write_slice_shards(slice_index: int, images_parquet, captions_parquet, align
     del pngs
     annotations: dict[str, list[dict]] = {key: [] for key in train_keys}
 
-    caption_drops, n_captions = Counter(), 0
     captions = read_parquet(captions_parquet, CAPTION_COLUMNS)
-    for key, lang, text in zip(*(captions.column(c).to_pylist() for c in CAPTION_COLUMNS)):
-        n_captions += 1
-        if key not in split_of:
-            caption_drops["unknown_image_key"] += 1
-        elif split_of[key] != "train":
-            caption_drops["other_split_image"] += 1
-        elif lang not in caption_langs:
-            caption_drops["unseen_caption_lang"] += 1
-        else:
-            annotations[key].append({"task": "caption", "lang": lang, "source": "", "target": text})
+    n_captions = captions.num_rows
+    caption_drops = add_caption_annotations(zip(*(captions.column(c).to_pylist() for c in CAPTION_COLUMNS)), split_of,
+                                            caption_langs, annotations)
     del captions
 
     # Only this slice's pairs are read: the filter is pushed down to the parquet scan.
@@ -108,16 +99,8 @@ def write_slice_shards(slice_index: int, images_parquet, captions_parquet, align
             annotations[key].append({"task": "translation", "lang": lang, "source": en, "target": text})
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.glob("shard-*.parquet"):  # a rerun with fewer shards must not leave old ones behind
-        stale.unlink()
-    shards = []
-    for j, start in enumerate(tqdm(range(0, len(train_keys), shard_size), desc=f"shards of slice {slice_index}", leave=False)):
-        chunk = train_keys[start : start + shard_size]
-        name = SLICE_SHARD_PATTERN.format(slice_index, j)
-        write_parquet(pa.table({"key": chunk, "png": [png_of[k] for k in chunk], "annotations": [annotations[k] for k in chunk]},
-                               schema=SHARD_SCHEMA), out_dir / name)
-        shards.append({"file": name, "rows": len(chunk)})
+    shards = write_shard_files(train_keys, png_of, annotations, shard_size, out_dir,
+                               lambda j: SLICE_SHARD_PATTERN.format(slice_index, j), f"shards of slice {slice_index}")
 
     per_key = Counter(f"{a['task']}-{a['lang']}" for anns in annotations.values() for a in anns)
     stats = {

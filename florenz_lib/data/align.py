@@ -60,6 +60,30 @@ def search_top_k(image_emb: np.ndarray, sentence_emb: np.ndarray, k: int) -> tup
     return scores, rows
 
 
+def assign_by_capacity(pair_ids: np.ndarray, scores: np.ndarray, rows: np.ndarray, reason: np.ndarray,
+                       min_similarity: float, capacity: int, assigned_count: np.ndarray) -> np.ndarray:
+    """Rules (c) and (b) of the module docstring on sentences with their top-k (scores, image rows);
+    `reason` ("" for a sentence still in play) and the per-image `assigned_count` are updated in place.
+    Returns each sentence's chosen rank (-1: none)."""
+    eligible = scores >= min_similarity
+    reason[(reason == "") & ~eligible.any(axis=1)] = "low_similarity"
+    # Descending top-1 score, then crc32(pair_id), then pair_id (lexsort: last key is primary).
+    pair_hashes = np.array([zlib.crc32(p.encode()) for p in pair_ids], dtype=np.int64)
+    chosen_rank = np.full(len(pair_ids), -1, dtype=np.int64)
+    for i in np.lexsort((pair_ids, pair_hashes, -scores[:, 0])) if len(pair_ids) else ():
+        if reason[i]:
+            continue
+        for rank in range(scores.shape[1]):
+            image = rows[i, rank]
+            if eligible[i, rank] and assigned_count[image] < capacity:
+                assigned_count[image] += 1
+                chosen_rank[i] = rank
+                break
+        else:
+            reason[i] = "image_capacity"
+    return chosen_rank
+
+
 def _corpus_rows(world_dir, split: str, pair_ids: np.ndarray) -> dict[str, np.ndarray]:
     """Corpus columns for the split, in the order of the sentence embeddings."""
     corpus = read_world_table(world_dir, CORPUS_FILE, CORPUS_COLUMNS)
@@ -100,25 +124,8 @@ def align(image_npz, sentence_npz, world_dir, split: str, align_cfg: dict, out_p
         if pair in seen_pairs:
             reason[i] = "duplicate_pair"
         seen_pairs.add(pair)
-    eligible = scores >= min_similarity
-    reason[(reason == "") & ~eligible.any(axis=1)] = "low_similarity"
-
-    # Descending top-1 score, then crc32(pair_id), then pair_id (lexsort: last key is primary).
-    pair_hashes = np.array([zlib.crc32(p.encode()) for p in pair_ids], dtype=np.int64)
-    visit = np.lexsort((pair_ids, pair_hashes, -scores[:, 0])) if len(pair_ids) else np.zeros(0, dtype=np.int64)
     assigned_count = np.zeros(len(image_ids), dtype=np.int64)
-    chosen_rank = np.full(len(pair_ids), -1, dtype=np.int64)
-    for i in visit:
-        if reason[i]:
-            continue
-        for rank in range(k):
-            image = rows[i, rank]
-            if eligible[i, rank] and assigned_count[image] < capacity:
-                assigned_count[image] += 1
-                chosen_rank[i] = rank
-                break
-        else:
-            reason[i] = "image_capacity"
+    chosen_rank = assign_by_capacity(pair_ids, scores, rows, reason, min_similarity, capacity, assigned_count)
 
     aligned = np.flatnonzero(chosen_rank >= 0)
     aligned = aligned[np.argsort(pair_ids[aligned], kind="stable")]

@@ -82,6 +82,40 @@ def _check_reconciles(name: str, counts: dict) -> None:
         raise AssertionError(f"{name} counts do not reconcile: {counts}")
 
 
+def add_caption_annotations(caption_rows, split_of: dict[str, str], caption_langs, annotations: dict[str, list]) -> Counter:
+    """Append each (key, lang, text) caption of a train image in caption_langs to annotations[key]; return the
+    drops of the others by reason (unknown_image_key, other_split_image, unseen_caption_lang)."""
+    drops = Counter()
+    for key, lang, text in caption_rows:
+        if key not in split_of:
+            drops["unknown_image_key"] += 1
+        elif split_of[key] != "train":
+            drops["other_split_image"] += 1
+        elif lang not in caption_langs:
+            drops["unseen_caption_lang"] += 1
+        else:
+            annotations[key].append({"task": "caption", "lang": lang, "source": "", "target": text})
+    return drops
+
+
+def write_shard_files(keys: list[str], png_of: dict, annotations: dict, shard_size: int, out_dir, name_of,
+                      desc: str) -> list[dict]:
+    """Write rows of `keys` (in order) as SHARD_SCHEMA files of at most shard_size rows named name_of(index),
+    after removing the stale shard-*.parquet of an earlier run; returns [{"file", "rows"}]."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob("shard-*.parquet"):  # a rerun with fewer shards must not leave old ones behind
+        stale.unlink()
+    shards = []
+    for index, start in enumerate(tqdm(range(0, len(keys), shard_size), desc=desc, leave=False)):
+        chunk = keys[start : start + shard_size]
+        table = pa.table({"key": chunk, "png": [png_of[k] for k in chunk], "annotations": [annotations[k] for k in chunk]},
+                         schema=SHARD_SCHEMA)
+        write_parquet(table, out_dir / name_of(index))
+        shards.append({"file": name_of(index), "rows": len(chunk)})
+    return shards
+
+
 def write_training_shards(world_dir, alignment_parquet, shard_size: int, out_dir, caption_langs=SEEN_CAPTION_LANGS) -> dict:
     """Write one row per train image to shard files of at most `shard_size` rows, plus stats.json.
 
@@ -95,17 +129,8 @@ def write_training_shards(world_dir, alignment_parquet, shard_size: int, out_dir
     train_keys = sorted(k for k, s in split_of.items() if s == "train")
     annotations: dict[str, list[dict]] = {key: [] for key in train_keys}
 
-    caption_drops = Counter()
     caption_rows = list(zip(*_columns(read_world_table(world_dir, CAPTIONS_FILE, CAPTION_COLUMNS), CAPTION_COLUMNS)))
-    for key, lang, text in caption_rows:
-        if key not in split_of:
-            caption_drops["unknown_image_key"] += 1
-        elif split_of[key] != "train":
-            caption_drops["other_split_image"] += 1
-        elif lang not in caption_langs:
-            caption_drops["unseen_caption_lang"] += 1
-        else:
-            annotations[key].append({"task": "caption", "lang": lang, "source": "", "target": text})
+    caption_drops = add_caption_annotations(caption_rows, split_of, caption_langs, annotations)
 
     corpus = _load_corpus(world_dir)
     pair_ids, aligned_keys = _columns(read_parquet(alignment_parquet, ALIGNMENT_COLUMNS), ["pair_id", "key"])
@@ -127,19 +152,8 @@ def write_training_shards(world_dir, alignment_parquet, shard_size: int, out_dir
     if any(split_of[key] != "train" for key in annotations):
         raise AssertionError("a non-train image reached the training shards")
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.glob("shard-*.parquet"):  # a rerun with fewer shards must not leave old ones behind
-        stale.unlink()
-    shards = []
-    for index, start in enumerate(tqdm(range(0, len(train_keys), shard_size), desc="write shards", leave=False)):
-        keys = train_keys[start : start + shard_size]
-        table = pa.table(
-            {"key": keys, "png": [png_of[k] for k in keys], "annotations": [annotations[k] for k in keys]},
-            schema=SHARD_SCHEMA,
-        )
-        name = SHARD_PATTERN.format(index)
-        write_parquet(table, out_dir / name)
-        shards.append({"file": name, "rows": len(keys)})
+    shards = write_shard_files(train_keys, png_of, annotations, shard_size, out_dir, SHARD_PATTERN.format,
+                               "write shards")
 
     per_key = Counter(f"{a['task']}-{a['lang']}" for anns in annotations.values() for a in anns)
     stats = {
