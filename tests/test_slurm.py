@@ -164,7 +164,8 @@ def test_slurm_results_equal_the_local_run(study_runs):
 def test_profile_gives_training_one_process_per_gpu(tmp_path):
     """Dry run (no cluster needed): with cluster.gpus_per_job N the train jobs ask SLURM for N GPUs and
     start torchrun with N processes."""
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"results_dir": str(tmp_path / "results"), **CONFIG,
+    # results_dir after CONFIG's relative one: a dry run must not see the repository's own results/
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**CONFIG, "results_dir": str(tmp_path / "results"),
                                                           "cluster": {"gpus_per_job": 4}}))
     result = subprocess.run([sys.executable, "-m", "snakemake", "all", "--profile", "slurm", "-n", "-p",
                              "--configfile", str(tmp_path / "config.yaml")], cwd=REPO, capture_output=True, text=True)
