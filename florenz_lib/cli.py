@@ -9,22 +9,28 @@ from .config import ConfigError, load_config
 from .pipeline import STAGES
 
 
+def _add_configfile(parser: argparse.ArgumentParser, what: str = "the study config") -> None:
+    parser.add_argument("--configfile", "--config", dest="configfile", nargs="+", metavar="FILE",
+                        help=f"{what}: one or more YAML files merged in order as Snakemake merges --configfile "
+                             "overlays (default: config.yaml)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="florenz", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("validate-config", help="check a config file against the schema")
-    check.add_argument("--config", default="config.yaml")
+    check = sub.add_parser("validate-config", help="check config files, merged as Snakemake merges them, "
+                                                   "against the schema")
+    _add_configfile(check, "the config to check")
     for name, stage in STAGES.items():
         p = sub.add_parser(name, help=(stage.run.__doc__ or f"run the {name} stage").strip().splitlines()[0])
-        p.add_argument("--config", default="config.yaml")
+        _add_configfile(p)
         for wildcard in stage.wildcards:
             p.add_argument(f"--{wildcard}", required=True)
         if stage.takes_threads:
             p.add_argument("--threads", type=int, default=1)
     # Not a DAG stage (extra arguments); florenz_lib.report.planner documents the method.
     plan = sub.add_parser("plan", help="least-compute (P, S) reaching a target loss, from law 2")
-    plan.add_argument("--config", default="config.yaml",
-                      help="study config; its results_dir locates tables/runs.csv unless --runs is given")
+    _add_configfile(plan, "the study config, whose results_dir locates tables/runs.csv unless --runs is given")
     plan.add_argument("--runs", help="a runs table (DESIGN.md 5b columns) instead of the study's runs.csv")
     plan.add_argument("--split", required=True, choices=["UC", "ST", "SC"])
     plan.add_argument("--target", required=True, type=float, help="target test CE loss")
@@ -47,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if hasattr(args, "configfile"):
+        args.configfile = args.configfile or ["config.yaml"]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "bench":  # builds its own data; no config
         from .bench.run import run_cli as run_bench_cli
@@ -54,13 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "plan":  # reads a runs table; the config only locates it
         from .report.planner import run_cli
         return run_cli(args)
+    files = args.configfile
     try:
-        config = load_config(args.config)
-    except (ConfigError, FileNotFoundError) as error:
+        config = load_config(*files)
+    except ConfigError as error:
         print(f"florenz: {error}", file=sys.stderr)
         return 2
     if args.command == "validate-config":
-        print(f"{args.config}: valid")
+        print(f"{' + '.join(files)}: valid")
         return 0
     stage = STAGES[args.command]
     kwargs = {w: getattr(args, w) for w in stage.wildcards}

@@ -30,20 +30,37 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"config key '{path}': {error.message}"
 
 
+def _base_names(config: dict) -> dict[str, tuple[str, dict]]:
+    """Per family, (config key, bases) that models.sizes may name: the synthetic world's architectures
+    (models.florence_bases / gemma_bases), or the cc12m world's local checkpoints (cc12m.checkpoints)."""
+    if config["world"]["name"] == "cc12m":
+        checkpoints = config["cc12m"]["checkpoints"]
+        return {"florence": ("cc12m.checkpoints.florence", checkpoints["florence"]),
+                "gemma": ("cc12m.checkpoints.gemma", checkpoints.get("gemma", {}))}
+    models = config["models"]
+    return {"florence": ("models.florence_bases", models["florence_bases"]),
+            "gemma": ("models.gemma_bases", models["gemma_bases"])}
+
+
 def _check_references(config: dict) -> list[str]:
     """Cross-references the schema cannot express: sizes must name defined base models."""
     problems = []
     models = config["models"]
+    if config["world"]["name"] == "cc12m" and "cc12m" not in config:
+        return ["config key 'cc12m' is required for world.name 'cc12m' (the local files of the cc12m world)"]
+    bases = _base_names(config)
     for size, spec in models["sizes"].items():
-        if spec["florence"] not in models["florence_bases"]:
+        key, florence = bases["florence"]
+        if spec["florence"] not in florence:
             problems.append(f"config key 'models.sizes.{size}.florence': '{spec['florence']}' "
-                            f"is not one of models.florence_bases {sorted(models['florence_bases'])}")
+                            f"is not one of {key} {sorted(florence)}")
         if spec["family"] == "gemma":
+            key, gemma = bases["gemma"]
             if "gemma" not in spec:
                 problems.append(f"config key 'models.sizes.{size}.gemma' is required for family 'gemma'")
-            elif spec["gemma"] not in models["gemma_bases"]:
+            elif spec["gemma"] not in gemma:
                 problems.append(f"config key 'models.sizes.{size}.gemma': '{spec['gemma']}' "
-                                f"is not one of models.gemma_bases {sorted(models['gemma_bases'])}")
+                                f"is not one of {key} {sorted(gemma)}")
         elif "gemma" in spec:
             problems.append(f"config key 'models.sizes.{size}.gemma' is only valid for family 'gemma'")
     for name, base in models["florence_bases"].items():
@@ -57,8 +74,9 @@ def _check_references(config: dict) -> list[str]:
     if config["world"]["name"] == "synthetic":
         problems += [f"config key 'data.{key}' is required for the synthetic world" for key in ("clip", "benchmarks")
                      if key not in config["data"]]
-    elif "cc12m" not in config:
-        problems.append("config key 'cc12m' is required for world.name 'cc12m' (the local files of the cc12m world)")
+    elif not config["downstream"]["benchmarks"].get("xm3600"):
+        problems.append("config key 'downstream.benchmarks.xm3600' is required for the cc12m world: the prefix "
+                        "evaluation (Figure 4) captions its images")
     return problems
 
 
@@ -69,6 +87,11 @@ def missing_cc12m_paths(config: dict) -> list[str]:
     paths = {"cc12m.tsv": c["tsv"], "cc12m.descriptions": c["descriptions"],
              "cc12m.translator.model_dir": c["translator"]["model_dir"],
              "cc12m.translator.tokenizer_dir": c["translator"]["tokenizer_dir"], "cc12m.clip.weights": c["clip"]["weights"]}
+    paths.update({f"cc12m.checkpoints.{family}.{base}": path for family, dirs in c["checkpoints"].items()
+                  for base, path in dirs.items()})
+    paths.update({f"cc12m.tokenizers.{name}": path for name, path in c["tokenizers"].items()})
+    xm3600 = config["downstream"]["benchmarks"].get("xm3600") or {}
+    paths.update({f"downstream.benchmarks.xm3600.{key}": xm3600[key] for key in ("captions", "images") if key in xm3600})
     if c["clip"].get("model_config"):
         paths["cc12m.clip.model_config"] = c["clip"]["model_config"]
     for source, entry in c.get("finetune", {}).items():
@@ -82,8 +105,20 @@ def missing_cc12m_paths(config: dict) -> list[str]:
             if not os.path.exists(str(path))]
 
 
+def drop_null_sizes(config: dict) -> dict:
+    """Remove the study sizes set to null, in place: how a --configfile overlay, which Snakemake merges key
+    by key into config.yaml, drops a size the base config defines (`models: {sizes: {florence2-large: null}}`)."""
+    sizes = config.get("models", {}).get("sizes")
+    if isinstance(sizes, dict):
+        for size in [name for name, spec in sizes.items() if spec is None]:
+            del sizes[size]
+    return config
+
+
 def validate_config(config: dict) -> dict:
-    """Raise ConfigError listing every problem, each naming its key; return the config unchanged."""
+    """Drop null sizes (drop_null_sizes), then raise ConfigError listing every problem, each naming its key;
+    return the config."""
+    drop_null_sizes(config)
     validator = jsonschema.Draft202012Validator(SCHEMA)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     problems = [_describe(e) for e in errors]
@@ -94,9 +129,25 @@ def validate_config(config: dict) -> dict:
     return config
 
 
-def load_config(path: str) -> dict:
-    with open(path) as f:
-        config = yaml.safe_load(f)
+def read_config_file(path: str) -> dict:
+    """One YAML config file as a mapping; a missing file, a YAML error or a non-mapping names the file."""
+    try:
+        with open(path) as f:
+            config = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
     if not isinstance(config, dict):
         raise ConfigError(f"config file {path} does not hold a mapping of keys")
+    return config
+
+
+def load_config(*paths: str) -> dict:
+    """The config files merged in order as Snakemake merges --configfile overlays (nested mappings
+    key by key, anything else replaced), then validated."""
+    from snakemake.utils import update_config
+    config: dict = {}
+    for path in paths:
+        update_config(config, read_config_file(path))
     return validate_config(config)

@@ -90,3 +90,14 @@ def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
 def decode_png(png: bytes) -> Image.Image:
     """Decode PNG bytes to an RGB PIL image."""
     return Image.open(io.BytesIO(png)).convert("RGB")
+
+
+def stored_megabytes(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> float:
+    """Size in MB of the files at or under `paths`, following symlinks (a linked Gemma checkpoint counts
+    its shards); paths that do not exist yet count 0."""
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    total = 0
+    for path in map(Path, paths):
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else []
+        total += sum(f.stat().st_size for f in files)
+    return total / 1e6

@@ -6,6 +6,12 @@ import os
 from dataclasses import dataclass
 
 
+# The benchmark files' public layout, the same in both worlds: data/benchmarks/xm3600/{captions.jsonl, images/}.
+XM3600_DIR = "xm3600"
+XM3600_CAPTIONS = "captions.jsonl"
+IMAGES_DIR = "images"
+
+
 def _n(number, width: int) -> str:
     """A slice or chunk number zero-padded to `width`; a string (a wildcard pattern) as it is."""
     return number if isinstance(number, str) else f"{number:0{width}d}"

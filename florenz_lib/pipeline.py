@@ -152,10 +152,29 @@ def cc12m_stats(config: dict) -> None:
 
 
 def tokenizers(config: dict) -> None:
-    from .models.base_pretraining import train_world_tokenizers
+    """encoder.json and decoder.json: trained on the synthetic world's text, or the cc12m world's Florence-2
+    BART tokenizer (with an <image> placeholder) and Gemma-2 tokenizer (labels closed by <eos>)."""
     L = _layout(config)
+    if config["world"]["name"] == "cc12m":
+        from .models.tokenizers import prepare_tokenizers
+        files = config["cc12m"]["tokenizers"]
+        prepare_tokenizers(files["florence"], files["gemma"], L.tokenizers())
+        return
+    from .models.base_pretraining import train_world_tokenizers
     train_world_tokenizers(L.world(), config["tokenizers"]["encoder_vocab_size"],
                            config["tokenizers"]["decoder_vocab_size"], L.tokenizers())
+
+
+def convert_florence2(config: dict, base: str) -> None:
+    """A published Florence-2 checkpoint (remote-code or native layout) in transformers' native layout."""
+    from .models.convert import convert_florence2 as convert
+    convert(config["cc12m"]["checkpoints"]["florence"][base], _layout(config).florence_base(base))
+
+
+def convert_gemma2(config: dict, base: str) -> None:
+    """A published Gemma-2 checkpoint (Hugging Face layout), validated and linked into the study."""
+    from .models.convert import import_gemma2
+    import_gemma2(config["cc12m"]["checkpoints"]["gemma"][base], _layout(config).gemma_base(base))
 
 
 def pretrain_florence2(config: dict, base: str) -> None:
@@ -217,32 +236,42 @@ def evaluate(config: dict, size: str, steps: str, threads: int = 1) -> None:
 
 
 def benchmarks(config: dict) -> None:
-    """Write the world's CoMMuTE-, XM3600-, Multi30K- and COCO-like benchmarks (new scenes, own seed streams)."""
+    """The benchmark files: the world's CoMMuTE-, XM3600-, Multi30K- and COCO-like benchmarks (new scenes,
+    own seed streams), or in the cc12m world the configured local XM3600 in its public layout."""
+    out = _layout(config).benchmark()
+    if config["world"]["name"] == "cc12m":
+        from .cc12m.benchmarks import import_xm3600
+        xm3600 = config["downstream"]["benchmarks"]["xm3600"]
+        import_xm3600(xm3600["captions"], xm3600["images"], config["evaluate"]["generation"]["langs"], out)
+        return
     from .world.benchmarks import generate_benchmarks
-    generate_benchmarks(config["world"], config["data"]["benchmarks"], config["seed"], _layout(config).benchmark())
+    generate_benchmarks(config["world"], config["data"]["benchmarks"], config["seed"], out)
 
 
 def prefix_eval(config: dict, size: str, steps: str, threads: int = 1) -> None:
-    """Caption the XM3600-like benchmark with and without a language prefix: target-language share, CIDEr."""
+    """Caption XM3600 (the world's analogue or the local public copy) with and without a language prefix:
+    target-language share and CIDEr per language."""
     from .evaluate.prefix import evaluate_prefix
-    from .world.benchmarks import XM3600_DIR
+    from .paths import XM3600_DIR
     L, m = _layout(config), config["models"]
     evaluate_prefix(L.run(size, steps), L.benchmark(XM3600_DIR), L.tokenizers(), config["world"]["image_size"],
                     m["max_prompt_tokens"], m["max_target_tokens"], config["evaluate"]["generation"],
-                    L.run_prefix(size, steps), L.run_name(size, steps), threads)
+                    L.run_prefix(size, steps), L.run_name(size, steps), threads, world=config["world"]["name"],
+                    stanza_dir=(config["downstream"]["benchmarks"].get("xm3600") or {}).get("stanza_dir"))
 
 
 def finetune_data(config: dict) -> None:
     """The fine-tuning mix with every task in every language, as training shards: in the synthetic world new
-    scenes; in the cc12m world the configured local sources, missing languages translated by NLLB."""
-    from .world.finetune import write_finetune_shards
-    from .world.grammar import LANGS
+    scenes; in the cc12m world the configured local sources, the languages the translation corpus has (and
+    English) filled in by NLLB."""
     out = _layout(config).finetune_shards()
     if config["world"]["name"] == "cc12m":
         from .cc12m.finetune_mix import write_cc12m_finetune_mix
-        write_cc12m_finetune_mix(config["cc12m"]["finetune"], config["cc12m"]["translator"], list(LANGS),
+        langs = ["en", *config["cc12m"]["corpus"]["files"]]
+        write_cc12m_finetune_mix(config["cc12m"]["finetune"], config["cc12m"]["translator"], langs,
                                  config["data"]["shard_size"], out)
     else:
+        from .world.finetune import write_finetune_shards
         write_finetune_shards(config["world"], config["finetune"]["n_images"], config["data"]["shard_size"],
                               config["seed"], out)
 
@@ -259,6 +288,7 @@ def finetune(config: dict, size: str) -> None:
 def downstream_eval(config: dict, size: str, stage: str, threads: int = 1) -> None:
     """Score the size's largest-budget run before or after fine-tuning (stage) on the benchmarks."""
     from .downstream.evaluate import evaluate_downstream
+    from .evaluate.generation import world_prefixes
     L, m = _layout(config), config["models"]
     steps = max(config["train"]["steps"])
     model_dir = {"pretrained": L.run(size, steps), "finetuned": L.finetuned(size)}[stage]
@@ -266,7 +296,8 @@ def downstream_eval(config: dict, size: str, stage: str, threads: int = 1) -> No
     evaluate_downstream(model_dir, L.tokenizers(), config["finetune"]["image_size"], m["max_prompt_tokens"],
                         m["max_target_tokens"], config["downstream"],
                         config["evaluate"]["generation"]["cider_includes_prefix"], world_bench,
-                        L.downstream(size, stage), L.run_name(size, steps), stage, threads)
+                        L.downstream(size, stage), L.run_name(size, steps), stage, threads,
+                        prefixes=world_prefixes(config["world"]["name"]))
 
 
 def downstream_table(config: dict) -> None:
@@ -367,6 +398,8 @@ STAGES: dict[str, Stage] = {
     "tokenizers": Stage(tokenizers),
     "pretrain-florence2": Stage(pretrain_florence2, ("base",)),
     "pretrain-gemma2": Stage(pretrain_gemma2, ("base",)),
+    "convert-florence2": Stage(convert_florence2, ("base",)),
+    "convert-gemma2": Stage(convert_gemma2, ("base",)),
     "restructure": Stage(restructure, ("size",)),
     "model-stats": Stage(model_stats, ("size",)),
     "initial-loss": Stage(initial_loss, ("size",), takes_threads=True),

@@ -2,8 +2,8 @@
 # SLURM runs as parallel jobs. TSV -> img2dataset download (per slice) -> NLLB captions (per slice);
 # CCMatrix -> filtered, hash-partitioned corpus (per language); open_clip embeddings (per slice and
 # per corpus chunk); streamed FAISS alignment (per part); shards (per slice, then gathered); held-out
-# UC/ST/SC test splits; stats.json reconciling every count. Writes what the synthetic world's data
-# rules write (data/shards, data/test), so the later rules read the same files.
+# UC/ST/SC test splits; stats.json reconciling every count; the benchmark files. Writes what the synthetic
+# world's data rules write (data/shards, data/test, data/benchmarks), so the later rules read the same files.
 CC12M = config["cc12m"]
 from florenz_lib.config import missing_cc12m_paths
 
@@ -241,23 +241,24 @@ rule cc12m_stats:
         "../workflow_scripts/cc12m_stats.py"
 
 
-# The downstream fine-tuning mix from local Multi30K, COCO Karpathy, Image Paragraph and DOCCI copies
-# (those configured under cc12m.finetune), every language present: missing ones translated by NLLB.
-rule finetune_data:
+# The benchmark files the evaluation rules read, from the configured local public copy: XM3600 for the
+# prefix evaluation (Figure 4), in its public layout (captions.jsonl + images/, linked, not copied).
+rule benchmarks:
     input:
-        CC12M["translator"]["model_dir"],
+        config["downstream"]["benchmarks"]["xm3600"]["captions"],
+        config["downstream"]["benchmarks"]["xm3600"]["images"],
     output:
-        shards=directory(L.finetune_shards()),
+        xm3600=directory(L.benchmark("xm3600")),
+        stats=L.benchmark("stats.json"),
     conda:
         "../envs/data.yaml"
     log:
-        L.log("finetune_data"),
+        L.log("benchmarks"),
     benchmark:
-        L.stage_time("finetune_data")
-    threads: 4
+        L.stage_time("benchmarks")
+    threads: 1
     resources:
-        mem_mb=32000,
-        runtime=1440,
-        gpu=CC12M_GPUS,
+        mem_mb=2000,
+        runtime=15,
     script:
-        "../workflow_scripts/finetune_data.py"
+        "../workflow_scripts/benchmarks.py"

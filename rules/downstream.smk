@@ -4,7 +4,11 @@ wildcard_constraints:
     stage="|".join(DOWNSTREAM_STAGES),
 
 
+# The mix with every task in every language: new world scenes, or the cc12m world's local Multi30K, COCO
+# Karpathy, Image Paragraph and DOCCI copies (configured under cc12m.finetune) with NLLB translations.
 rule finetune_data:
+    input:
+        finetune_sources,
     output:
         shards=directory(L.finetune_shards()),
     conda:
@@ -13,10 +17,11 @@ rule finetune_data:
         L.log("finetune_data"),
     benchmark:
         L.stage_time("finetune_data"),
-    threads: 1
+    threads: 1 if WORLD == "synthetic" else 4
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=2000 if WORLD == "synthetic" else 32000,
+        runtime=30 if WORLD == "synthetic" else 1440,
+        gpu=0 if WORLD == "synthetic" else GPUS_PER_JOB,
     script:
         "../workflow_scripts/finetune_data.py"
 
@@ -51,7 +56,7 @@ rule finetune:
     shell:
         "{params.python:q} -m torch.distributed.run --standalone --nnodes 1"
         " --nproc_per_node $(( {resources.gpu} > 0 ? {resources.gpu} : 1 ))"
-        " -m florenz_lib finetune --config {input.config:q} --size {wildcards.size} > {log:q} 2>&1"
+        " -m florenz_lib finetune --configfile {input.config:q} --size {wildcards.size} > {log:q} 2>&1"
 
 
 rule downstream_eval:

@@ -6,6 +6,7 @@ rule evaluate:
         rules.train.output.weights,
         rules.train.output.config,
         rules.test_splits.output,
+        rules.tokenizers.output,
     output:
         L.run_ce("{size}", "{steps}"),
     conda:
@@ -23,7 +24,8 @@ rule evaluate:
         "../workflow_scripts/evaluate.py"
 
 
-# Zero-shot captioning on the XM3600-like benchmark with and without a language prefix (Figure 4).
+# Zero-shot captioning on XM3600 (the world's analogue, or the public one in the cc12m world) with and
+# without a language prefix (Figure 4).
 rule prefix_eval:
     input:
         rules.train.output.weights,

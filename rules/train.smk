@@ -72,5 +72,5 @@ rule train:
     shell:
         "{params.python:q} -m torch.distributed.run --standalone --nnodes 1"
         " --nproc_per_node $(( {resources.gpu} > 0 ? {resources.gpu} : 1 ))"
-        " -m florenz_lib train --config {input.config:q}"
+        " -m florenz_lib train --configfile {input.config:q}"
         " --size {wildcards.size} --steps {wildcards.steps} > {log:q} 2>&1"

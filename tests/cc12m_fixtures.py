@@ -241,3 +241,35 @@ def build_tiny_m2m100(out_dir) -> tuple[Path, Path]:
         loss.backward()
         optimizer.step()
     return save_and_convert(model, tokenizer, out_dir)
+
+
+def write_public_benchmarks(root, langs: list[str], n_images: int = 4, seed: int = 1) -> dict:
+    """Tiny copies of XM3600 (captions.jsonl + .jpg images, captions in `langs`) and COCO Karpathy
+    (dataset_coco.json with train and test images) in their public layouts, captioned with the tiny NLLB's
+    memorised sentences. Returns {"xm3600": {captions, images, langs}, "coco_karpathy": {annotations, images}}."""
+    import json
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    english = list(TINY_NLLB_PAIRS)
+    caption = lambda i, lang: english[i % len(english)] if lang == "en" else TINY_NLLB_PAIRS[english[i % len(english)]][lang]  # noqa: E731
+    xm3600 = root / "xm3600"
+    (xm3600 / "images").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(n_images):
+        key = f"{i:016x}"
+        (xm3600 / "images" / f"{key}.jpg").write_bytes(_encode(_picture(48, 40, rng), "JPEG"))
+        lines.append(json.dumps({"image/key": key, **{lang: {"caption": [caption(i, lang)]} for lang in langs}},
+                                ensure_ascii=False))
+    (xm3600 / "captions.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    coco = root / "coco"
+    (coco / "val2014").mkdir(parents=True, exist_ok=True)
+    images = []
+    for i in range(2 * n_images):
+        name = f"COCO_val2014_{i:012d}.jpg"
+        (coco / "val2014" / name).write_bytes(_encode(_picture(48, 40, rng), "JPEG"))
+        images.append({"filepath": "val2014", "filename": name, "imgid": i, "split": "train" if i % 2 else "test",
+                       "sentences": [{"raw": caption(i, "en")}]})
+    (coco / "dataset_coco.json").write_text(json.dumps({"dataset": "coco", "images": images}))
+    return {"xm3600": {"captions": str(xm3600 / "captions.jsonl"), "images": str(xm3600 / "images"), "langs": langs},
+            "coco_karpathy": {"annotations": str(coco / "dataset_coco.json"), "images": str(coco)}}

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from pycocoevalcap.cider.cider import Cider
 
-from florenz_lib.evaluate.generation import generate_captions, join_prefix, prefix_token_ids
+from florenz_lib.evaluate.generation import generate_captions, join_prefix, prefix_token_ids, world_prefixes
 from florenz_lib.evaluate.prefix import cider_score, evaluate_prefix
 from florenz_lib.models.configs import num_image_tokens
 from florenz_lib.models.florenz import DECODER_BOS, DECODER_START, save_florenz
@@ -202,10 +202,12 @@ def test_prefix_generation_continues_the_prefix_and_strips_it(world_model, lang)
     model, collate, _, decoder_tok = world_model
     images = list(torch.randint(0, 256, (3, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8,
                                 generator=torch.Generator().manual_seed(3)))
-    prefix = prefix_token_ids(decoder_tok, lang)
+    # the synthetic world seeds its decoder with its grammar's prefixes
+    assert world_prefixes("synthetic") == {code: language_prefix(code) for code in LANGS}
+    prefix = prefix_token_ids(decoder_tok, world_prefixes("synthetic")[lang])
     assert prefix and DECODER_BOS not in prefix and decoder_tok.decode(prefix) == language_prefix(lang)
-    captions = generate_captions(model, collate, decoder_tok, images, lang, prefix=True, num_beams=2,
-                                 max_new_tokens=5, batch_size=2)
+    captions = generate_captions(model, collate, decoder_tok, images, lang, prefix=language_prefix(lang),
+                                 num_beams=2, max_new_tokens=5, batch_size=2)
     batch = collate([Example(image, "caption", lang, "", "") for image in images])
     start = torch.tensor([[DECODER_START, DECODER_BOS] + prefix] * len(images))
     with torch.no_grad():
@@ -221,8 +223,9 @@ def test_prefix_generation_continues_the_prefix_and_strips_it(world_model, lang)
         assert whole.replace(" ", "") == (language_prefix(lang) + caption).replace(" ", "")
         assert caption == decoder_tok.decode(row[start.shape[1]:], skip_special_tokens=True).strip()
         assert not caption.startswith(language_prefix(lang))
-    assert join_prefix("zh", "有一个") == "照片上有一个" and join_prefix("fr", "un") == "La photo montre un"
-    plain = generate_captions(model, collate, decoder_tok, images, lang, prefix=False, num_beams=2,
+    assert join_prefix("照片上", "有一个", "zh") == "照片上有一个"
+    assert join_prefix("La photo montre", "un", "fr") == "La photo montre un"
+    plain = generate_captions(model, collate, decoder_tok, images, lang, prefix=None, num_beams=2,
                               max_new_tokens=5, batch_size=3)
     assert len(plain) == len(images) and all(isinstance(c, str) for c in plain)
 
@@ -240,18 +243,26 @@ def test_prefix_eval_writes_the_table_and_figure(world_model, bench, tmp_path):
         for steps in budgets:
             save_florenz(model, L.run(size, steps))
             result = evaluate_prefix(L.run(size, steps), str(out / "xm3600"), L.tokenizers(), IMAGE_SIZE, 24, 16, gen,
-                                     L.run_prefix(size, steps), L.run_name(size, steps))
+                                     L.run_prefix(size, steps), L.run_name(size, steps), world="synthetic")
     modes = [(lang, m) for lang in gen["langs"] for m in ("no", "yes")]
     assert [(r["lang"], r["prefix"]) for r in result["results"]] == modes
+    records = read_xm3600(out / "xm3600")[:3]
     for r in result["results"]:
         assert 0 <= r["target_lang_share"] <= 1 and r["cider"] >= 0 and r["n"] == 3
         assert sum(r["identified"].values()) == 3
         texts = [c["caption"] for c in result["captions"][r["lang"]][r["prefix"]]]
         share = sum(identify_language(t) == r["lang"] for t in texts) / 3
         assert r["target_lang_share"] == share
+        # the world's recipe scored it: prefix + continuation in prefix mode (cider_includes_prefix)
+        scored = [join_prefix(language_prefix(r["lang"]), t, r["lang"]) if r["prefix"] == "yes" else t for t in texts]
+        assert r["cider"] == pytest.approx(cider_score(scored, [x[r["lang"]]["caption"] for x in records], r["lang"]),
+                                           abs=1e-12)
+    assert result["scoring"]["world"] == "synthetic" and "florenz_lib.world.langid" in result["scoring"]["language_id"]
+    assert result["scoring"]["prefixes"] == {lang: language_prefix(lang) for lang in gen["langs"]}
+    assert [c["key"] for c in result["captions"]["fr"]["yes"]] == [x["image/key"] for x in records]
     with pytest.raises(ValueError, match="images_per_lang"):
         evaluate_prefix(L.run("tiny-a", 1), str(out / "xm3600"), L.tokenizers(), IMAGE_SIZE, 24, 16,
-                        {**gen, "images_per_lang": 99}, str(tmp_path / "x.json"))
+                        {**gen, "images_per_lang": 99}, str(tmp_path / "x.json"), world="synthetic")
 
     results = prefix_results(L, sizes, budgets)
     table = prefix_table(results)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from florenz_lib.downstream.evaluate import PUBLIC_BENCHMARKS, benchmark_tasks, evaluate_downstream
+from florenz_lib.evaluate.generation import world_prefixes
 from florenz_lib.models.florenz import save_florenz
 from florenz_lib.models.restructure import florenz_from_florence2_and_gemma2
 from florenz_lib.models.tokenizers import save_tokenizer
@@ -53,14 +54,15 @@ def test_configured_public_benchmark_with_a_missing_file_names_it(world_bench, m
     settings = {**SETTINGS, "benchmarks": {"coco_karpathy": {"annotations": str(missing), "images": str(tmp_path)}}}
     with pytest.raises(FileNotFoundError, match="nowhere/dataset_coco.json"):
         evaluate_downstream(str(model), str(tok), 32, 24, 16, settings, True, None, str(tmp_path / "out.json"),
-                            "tiny_steps1", "pretrained")
+                            "tiny_steps1", "pretrained", prefixes=world_prefixes("cc12m"))
     assert not (tmp_path / "out.json").exists()
 
 
 def test_evaluation_writes_every_metric_and_the_table_reads_it(world_bench, model_and_tokenizers, tmp_path):
     model, tok = model_and_tokenizers
     out = evaluate_downstream(str(model), str(tok), 32, 24, 16, SETTINGS, True, str(world_bench),
-                              str(tmp_path / "pretrained.json"), "tiny_steps1", "pretrained")
+                              str(tmp_path / "pretrained.json"), "tiny_steps1", "pretrained",
+                              prefixes=world_prefixes("synthetic"))
     metrics = {(r["benchmark"], r["lang"], r["metric"]) for r in out["results"]}
     assert ("world:xm3600", "zh", "cider") in metrics and ("world:xm3600", "fr", "cider_prefix") in metrics
     assert ("world:commute", "de", "accuracy") in metrics and ("world:commute", "ru", "bleu") in metrics

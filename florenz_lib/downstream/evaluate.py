@@ -10,7 +10,9 @@ Per benchmark and language:
 - translation (Multi30K Task 1): beam-search translations, sacrebleu BLEU with its signature;
 - captioning (COCO Karpathy, Multi30K Task 2): beam-search captions, CIDEr-D after the PTB tokenizer;
 - XM3600: CIDEr-D on the XM3600 recipe (segmenter recorded), without and with the language prefix
-  (metrics "cider" and "cider_prefix");
+  (metrics "cider" and "cider_prefix"); the prefixes are the world's (`prefixes`: in the cc12m world the
+  authors' XM3600 prefixes, florenz_lib.study.XM3600_PREFIXES), and the prefix-mode candidate is the
+  continuation alone unless `cider_includes_prefix`;
 - CoMMuTE: accuracy by perplexity of the correct against the incorrect translation, and BLEU of the
   beam-search translation against the correct one.
 """
@@ -19,17 +21,15 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-from PIL import Image
 
-from ..evaluate.generation import generate_texts, join_prefix, prefix_token_ids
+from ..evaluate.generation import generate_texts, join_prefix, lang_prefix, prefix_start
 from ..io import write_json
-from ..models.florenz import DECODER_BOS, DECODER_START, load_florenz
-from ..models.inputs import Example
+from ..models.florenz import DECODER_START, load_florenz
+from ..models.inputs import Example, image_file_to_tensor
 from ..models.tokenizers import load_tokenizer
 from ..train.runs import batch_ce, model_collator
 from ..world import benchmarks as world_benchmarks
@@ -113,12 +113,6 @@ def benchmark_tasks(public_cfg: dict, world_bench_dir: str | None) -> tuple[list
     return tasks, skipped
 
 
-def _image(path) -> torch.Tensor:
-    """uint8 [3, H, W] RGB; the collator resizes it to the model's resolution."""
-    with Image.open(path) as image:
-        return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
-
-
 @dataclass
 class _Scorer:
     model: torch.nn.Module
@@ -144,10 +138,12 @@ def _record(task: BenchmarkTask, metric: str, value: float, n: int, outputs: lis
             "samples": outputs[:SAMPLES_KEPT], **details}
 
 
-def score_task(scorer: _Scorer, task: BenchmarkTask, max_items: int | None, cider_includes_prefix: bool) -> list[dict]:
-    """The metrics of one benchmark task (its first max_items items)."""
+def score_task(scorer: _Scorer, task: BenchmarkTask, max_items: int | None, cider_includes_prefix: bool,
+               prefixes: Mapping[str, str]) -> list[dict]:
+    """The metrics of one benchmark task (its first max_items items); XM3600's prefix mode seeds the
+    decoder with prefixes[task.lang]."""
     items = task.load().items[:max_items]
-    images = [_image(item.image_path) for item in items]
+    images = [image_file_to_tensor(item.image_path) for item in items]
     plain = [DECODER_START]
     if task.kind == "translation":
         outputs = scorer.generate([Example(im, "translation", task.lang, it.source, "") for im, it in zip(images, items)],
@@ -168,21 +164,26 @@ def score_task(scorer: _Scorer, task: BenchmarkTask, max_items: int | None, cide
     if task.kind == "caption":
         return [_record(task, "cider", coco_cider(outputs, references), len(items), outputs, tokenizer="PTB")]
     cider, segmenter = xm3600_cider(outputs, references, task.lang, task.stanza_dir)
-    start = [DECODER_START, DECODER_BOS] + prefix_token_ids(scorer.decoder_tokenizer, task.lang)
-    continued = scorer.generate(captions, start)
-    scored = [join_prefix(task.lang, t) for t in continued] if cider_includes_prefix else continued
+    prefix = lang_prefix(prefixes, task.lang)
+    continued = scorer.generate(captions, prefix_start(scorer.decoder_tokenizer, prefix))
+    scored = [join_prefix(prefix, t, task.lang) for t in continued] if cider_includes_prefix else continued
     cider_prefix, _ = xm3600_cider(scored, references, task.lang, task.stanza_dir)
     return [_record(task, "cider", cider, len(items), outputs, segmenter=segmenter),
-            _record(task, "cider_prefix", cider_prefix, len(items), scored, segmenter=segmenter,
+            _record(task, "cider_prefix", cider_prefix, len(items), scored, segmenter=segmenter, prefix=prefix,
                     candidate="prefix + continuation" if cider_includes_prefix else "continuation")]
 
 
 def evaluate_downstream(model_dir: str, tokenizers_dir: str, image_size: int, max_prompt_tokens: int,
                         max_target_tokens: int, settings: dict, cider_includes_prefix: bool, world_bench_dir: str | None,
-                        out_json: str, run: str, stage: str, threads: int = 1) -> dict:
-    """Score the model in model_dir on every benchmark task; write out_json (results, skipped, settings)."""
+                        out_json: str, run: str, stage: str, threads: int = 1, *,
+                        prefixes: Mapping[str, str]) -> dict:
+    """Score the model in model_dir on every benchmark task; write out_json (results, skipped, settings).
+    `prefixes` (language -> decoder prefix) seed XM3600's prefix mode: the world's,
+    florenz_lib.evaluate.generation.world_prefixes(world name)."""
     torch.set_num_threads(threads)
     tasks, skipped = benchmark_tasks(settings.get("benchmarks") or {}, world_bench_dir)
+    for lang in sorted({t.lang for t in tasks if t.kind == "xm3600"}):
+        lang_prefix(prefixes, lang)  # a language without a prefix stops here, before any model runs
     for line in skipped:
         log.info("%s", f"{line['benchmark']}: {line['reason']}")
     model = load_florenz(model_dir).eval()
@@ -190,13 +191,14 @@ def evaluate_downstream(model_dir: str, tokenizers_dir: str, image_size: int, ma
                      load_tokenizer(os.path.join(tokenizers_dir, "decoder.json")), settings)
     results, started = [], time.perf_counter()
     for task in tasks:
-        records = score_task(scorer, task, settings.get("max_items"), cider_includes_prefix)
+        records = score_task(scorer, task, settings.get("max_items"), cider_includes_prefix, prefixes)
         for r in records:
             log.info("%s %s %s %s %s = %.3f (n=%d)", run, stage, r["benchmark"], r["lang"], r["metric"], r["value"], r["n"])
         results += records
     out = {"run": run, "stage": stage, "model": model_dir, "results": results, "skipped": skipped,
            "seconds": time.perf_counter() - started,
            "settings": {k: v for k, v in settings.items() if k != "benchmarks"} | {"image_size": image_size,
-                                                                                  "threads": threads}}
+                                                                                  "threads": threads},
+           "prefixes": dict(prefixes)}
     write_json(out, out_json)
     return out

@@ -2,31 +2,65 @@
 
 The model's generation_config holds the paper's decoding (bos forced first, eos at the length limit);
 beam size and length come from the study config. Without a prefix the decoder starts from decoder_start.
-With a prefix the decoder input is [decoder_start, bos] + the prefix's decoder tokens (the world's
-`language_prefix(lang)`, "La photo montre" for French), beam search continues from there, and the
-prefix is stripped from the output: the returned text is the continuation only.
+With a prefix the decoder input is [decoder_start, bos] + the prefix's decoder tokens, beam search
+continues from there, and the prefix is stripped from the output: the returned text is the continuation
+only.
+
+Which prefix seeds a language is the world's (`world_prefixes`): the synthetic world's grammar
+("La photo montre" for French, the start of its photo template, so that a continuation is one of its
+sentences), or in the cc12m world the authors' XM3600 prefixes (florenz_lib.study.XM3600_PREFIXES).
 """
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import torch
 from tokenizers import Tokenizer
 
 from ..models.florenz import DECODER_BOS, DECODER_START
 from ..models.inputs import Example, Seq2SeqCollator
-from ..world import language_prefix
+from ..study import XM3600_PREFIXES
+
+NO_SPACE_LANGS = frozenset({"zh"})  # a continuation follows its prefix without a space
 
 
-def prefix_token_ids(decoder_tokenizer: Tokenizer, lang: str) -> list[int]:
-    """The decoder tokens of `lang`'s prefix, without bos/eos."""
-    return decoder_tokenizer.encode(language_prefix(lang), add_special_tokens=False).ids
+def _synthetic_prefixes() -> dict[str, str]:
+    from ..world import LANGS, language_prefix  # the world's grammar, only where the world is synthetic
+    return {lang: language_prefix(lang) for lang in LANGS}
 
 
-def join_prefix(lang: str, continuation: str) -> str:
+PREFIX_SOURCES = {"synthetic": _synthetic_prefixes, "cc12m": lambda: dict(XM3600_PREFIXES)}
+
+
+def world_prefixes(world: str) -> dict[str, str]:
+    """The decoder prefix of every language in `world` (config key 'world.name')."""
+    if world not in PREFIX_SOURCES:
+        raise ValueError(f"unknown world {world!r}; expected one of {tuple(PREFIX_SOURCES)}")
+    return PREFIX_SOURCES[world]()
+
+
+def lang_prefix(prefixes: Mapping[str, str], lang: str) -> str:
+    """prefixes[lang], or a ValueError naming the language and the languages that have one."""
+    if lang not in prefixes:
+        raise ValueError(f"no decoder prefix for language {lang!r}; prefixes exist for {sorted(prefixes)}")
+    return prefixes[lang]
+
+
+def prefix_token_ids(decoder_tokenizer: Tokenizer, prefix: str) -> list[int]:
+    """The decoder tokens of a prefix, without bos/eos."""
+    return decoder_tokenizer.encode(prefix, add_special_tokens=False).ids
+
+
+def prefix_start(decoder_tokenizer: Tokenizer, prefix: str) -> list[int]:
+    """The decoder input that seeds generation with `prefix`: decoder_start, bos, the prefix's tokens."""
+    return [DECODER_START, DECODER_BOS] + prefix_token_ids(decoder_tokenizer, prefix)
+
+
+def join_prefix(prefix: str, continuation: str, lang: str) -> str:
     """The prefix and its continuation as one caption (no space between them in Chinese)."""
-    prefix = language_prefix(lang)
     if not continuation:
         return prefix
-    return prefix + continuation if lang == "zh" else f"{prefix} {continuation}"
+    return prefix + continuation if lang in NO_SPACE_LANGS else f"{prefix} {continuation}"
 
 
 @torch.no_grad()
@@ -51,10 +85,12 @@ def generate_texts(model, collate: Seq2SeqCollator, decoder_tokenizer: Tokenizer
 
 
 def generate_captions(model, collate: Seq2SeqCollator, decoder_tokenizer: Tokenizer, images: list[torch.Tensor],
-                      lang: str, prefix: bool, num_beams: int, max_new_tokens: int,
+                      lang: str, prefix: str | None, num_beams: int, max_new_tokens: int,
                       batch_size: int) -> list[str]:
-    """Captions of `images` (uint8 [3, H, W]) prompted for `lang`; with prefix=True, the continuation
-    after `lang`'s prefix (max_new_tokens counts the tokens after the prefix)."""
-    start = [DECODER_START, DECODER_BOS] + prefix_token_ids(decoder_tokenizer, lang) if prefix else [DECODER_START]
+    """Captions of `images` (uint8 [3, H, W]) prompted for `lang`; with a prefix (its text), the
+    continuation after it (max_new_tokens counts the tokens after the prefix); with None, unseeded."""
+    if prefix is not None and (not isinstance(prefix, str) or not prefix):
+        raise ValueError(f"prefix must be the prefix text or None, got {prefix!r}")
+    start = [DECODER_START] if prefix is None else prefix_start(decoder_tokenizer, prefix)
     examples = [Example(image, "caption", lang, "", "") for image in images]
     return generate_texts(model, collate, decoder_tokenizer, examples, start, num_beams, max_new_tokens, batch_size)

@@ -1,20 +1,22 @@
 """Model inputs: images, task prompts (the authors' wording) and batch collation."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from PIL import Image
 from tokenizers import Tokenizer
 
 from ..io import decode_png
-from ..world import LANGUAGE_NAMES
+from ..study import CAPTION_PROMPT, LANGUAGE_MODIFIER, LANGUAGE_NAMES, TRANSLATION_PROMPT
 from .loss import IGNORE_INDEX
 from .tokenizers import IMAGE_TOKEN
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-BASE_CAPTION_PROMPT = "What does the image describe?"
+BASE_CAPTION_PROMPT = CAPTION_PROMPT  # base Florence-2's "<CAPTION>" prompt, without a target language
 
 
 @dataclass
@@ -31,16 +33,28 @@ def png_to_tensor(png: bytes) -> torch.Tensor:
     return torch.from_numpy(np.array(decode_png(png))).permute(2, 0, 1)
 
 
+def image_file_to_tensor(path: str | os.PathLike) -> torch.Tensor:
+    """Read an image file (any format PIL reads: the public benchmarks' .jpg, the world's .png) to a
+    uint8 [3, H, W] RGB tensor; the collator resizes it to the model's resolution."""
+    with Image.open(path) as image:
+        return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+
+
 def normalize_images(images: torch.Tensor) -> torch.Tensor:
     return (images.float() / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
 
 
 def task_prompt(task: str, lang: str, source: str) -> str:
-    name = LANGUAGE_NAMES[lang]
+    """The encoder prompt in the authors' wording (florenz_lib.study): the target-language modifier, a
+    space, then the task's prompt ("The target language is simplified Chinese. What does the image
+    describe?")."""
+    if lang not in LANGUAGE_NAMES:
+        raise ValueError(f"unknown language {lang!r}; expected one of {tuple(LANGUAGE_NAMES)}")
+    modifier = LANGUAGE_MODIFIER.format(name=LANGUAGE_NAMES[lang])
     if task == "caption":
-        return f"The target language is {name}. What does the image describe?"
+        return f"{modifier} {CAPTION_PROMPT}"
     if task == "translation":
-        return f"The target language is {name}. Translate the following text: {source}"
+        return f"{modifier} {TRANSLATION_PROMPT.format(source=source)}"
     raise ValueError(f"unknown task {task!r}")
 
 

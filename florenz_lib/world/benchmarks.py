@@ -28,20 +28,18 @@ from pathlib import Path
 import numpy as np
 
 from ..io import write_json
+from ..paths import IMAGES_DIR, XM3600_CAPTIONS, XM3600_DIR
 from .generate import _png_bytes
 from .grammar import LANGS, N_TEMPLATES, describe
 from .render import render_scene
 from .scene import AMBIGUOUS_WORDS, Scene, sample_scene, scene_to_json
 
 COMMUTE_DIR = "commute"
-XM3600_DIR = "xm3600"
 MULTI30K_DIR = "multi30k"
 COCO_DIR = "coco"
 MULTI30K_SPLIT = "test_2016_flickr"
 MULTI30K_LANGS = ("de", "fr")  # Multi30K Task 1's targets (de, fr, cs) that the world has
 STATS_FILE = "stats.json"
-XM3600_CAPTIONS = "captions.jsonl"
-IMAGES_DIR = "images"
 COMMUTE_LANGS = ("de", "fr", "ru", "zh")  # the public CoMMuTE's target languages
 _XM3600_STREAM = 2
 _COMMUTE_STREAM = 3
