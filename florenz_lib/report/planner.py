@@ -203,7 +203,7 @@ def run_cli(args: argparse.Namespace) -> int:
             from ..config import load_config
             from ..paths import Layout
 
-            runs_csv = Layout(load_config(args.config)["results_dir"]).table("runs.csv")
+            runs_csv = Layout(load_config(*args.configfile)["results_dir"]).table("runs.csv")
         else:
             runs_csv = args.runs
         runs = read_runs_table(runs_csv, [args.split])
