@@ -46,10 +46,12 @@ LOG10_NOISE_SD = 0.01
 FIXED_SEED = 2
 
 
-def synthetic_runs(seed: int = FIXED_SEED) -> pd.DataFrame:
-    """A 4 sizes x 4 budgets runs table whose losses follow law 2 with log-normal noise."""
+def synthetic_runs(
+    seed: int = FIXED_SEED, sizes: pd.DataFrame = SIZES, budget_steps: tuple[int, ...] = BUDGET_STEPS
+) -> pd.DataFrame:
+    """A sizes x budgets runs table (default 4 x 4) whose losses follow law 2 with log-normal noise."""
     rng = np.random.default_rng(seed)
-    grid = SIZES.merge(pd.DataFrame({"steps": BUDGET_STEPS}), how="cross")
+    grid = sizes.merge(pd.DataFrame({"steps": budget_steps}), how="cross")
     grid["S"] = grid["steps"] * BATCH
     grid["C"] = grid["S"] * grid["F"] * (1 + grid["Pt"] / grid["P"])
     grid["run"] = grid["size"] + "_" + grid["steps"].astype(str)

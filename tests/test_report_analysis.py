@@ -221,14 +221,18 @@ def test_bootstrap_is_seeded_and_brackets_the_estimates():
 # --- runs table and config checks -----------------------------------------------------
 
 
-def test_runs_table_with_too_few_rows_names_the_problem(tmp_path):
+def test_runs_table_without_runs_names_the_file(tmp_path):
+    # A reduced study (few runs) is read; the fits say what it cannot identify
+    # (test_report_small_studies.py). Only a table without any run is an error.
     runs_csv = tmp_path / "runs.csv"
-    synthetic_runs().head(4).to_csv(runs_csv, index=False)
-    with pytest.raises(ValueError, match=r"4 run\(s\), but law 2 estimates 4 parameters .* at least 5 runs"):
+    synthetic_runs().head(0).to_csv(runs_csv, index=False)
+    with pytest.raises(ValueError, match=r"runs\.csv: no runs"):
         read_runs_table(str(runs_csv))
-    with pytest.raises(ValueError, match="at least 5 runs"):
+    with pytest.raises(ValueError, match="no runs"):
         write_report(str(runs_csv), str(tmp_path / "tables"), str(tmp_path / "figures"))
     assert not (tmp_path / "tables").exists()
+    synthetic_runs().head(4).to_csv(runs_csv, index=False)
+    assert len(read_runs_table(str(runs_csv))) == 4
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,18 @@ from .analysis import (
 )
 from .build import RUNS_COLUMNS, read_runs_table, write_report
 from .figures import plot_law1, plot_law2
-from .laws import LAW2_TERMS, SPLITS, Law1Fit, Law2Fit, fit_law1, fit_law2, pareto_frontier
+from .laws import (
+    LAW2_TERMS,
+    SPLITS,
+    Law1Fit,
+    Law2Fit,
+    NotIdentifiable,
+    Unfitted,
+    fit_law1,
+    fit_law2,
+    law2_identification_problem,
+    pareto_frontier,
+)
 from .tables import (
     LAW1_COLUMNS,
     LAW2_COLUMNS,
@@ -38,6 +49,7 @@ __all__ = [
     "law2_contrasts",
     "law2_diagnostics",
     "law2_holdout",
+    "law2_identification_problem",
     "LAW1_COLUMNS",
     "LAW2_COLUMNS",
     "LAW2_TERMS",
@@ -45,6 +57,8 @@ __all__ = [
     "SPLITS",
     "Law1Fit",
     "Law2Fit",
+    "NotIdentifiable",
+    "Unfitted",
     "fit_law1",
     "fit_law2",
     "law1_table",

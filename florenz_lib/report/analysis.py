@@ -19,7 +19,7 @@ from statsmodels.stats.diagnostic import het_breuschpagan
 from statsmodels.stats.outliers_influence import variance_inflation_factor
 from statsmodels.stats.stattools import jarque_bera
 
-from .laws import LAW2_TERMS, Law2Fit, fit_law2
+from .laws import LAW2_TERMS, Law2Fit, NotIdentifiable, fit_law2, law2_design
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def law2_holdout(runs: pd.DataFrame, splits: Sequence[str], alpha: float = 0.05)
         for split in splits:
             try:
                 fit = fit_law2(kept, split)
-            except ValueError as error:
+            except NotIdentifiable as error:
                 log.warning("held-out check %s on %s skipped: %s", held_out, split, error)
                 continue
             pi = fit.predict_interval(test["P"], test["S"], test["T"], alpha)
@@ -205,7 +205,7 @@ def bootstrap_coefficients(
     """
     if n_samples < 1:
         raise ValueError(f"bootstrap needs at least 1 resample, got {n_samples}")
-    X = np.column_stack([np.ones(len(runs))] + [np.log10(runs[t].to_numpy(dtype=float)) for t in LAW2_TERMS[1:]])
+    X = law2_design(runs)
     Y = np.column_stack([np.log10(runs[s].to_numpy(dtype=float)) for s in splits])
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(runs), size=(n_samples, len(runs)))
@@ -228,8 +228,10 @@ def law2_bootstrap(
 
     coef, ci_low, ci_high repeat law2.csv; boot_ci_low/high are the alpha/2 and 1 - alpha/2
     percentiles over the resamples, boot_se their standard deviation and n_boot the number
-    of resamples with an identifiable fit.
+    of resamples with an identifiable fit. No fits (law 2 not identifiable): no rows.
     """
+    if not fits:
+        return pd.DataFrame(columns=list(BOOTSTRAP_COLUMNS))
     draws = bootstrap_coefficients(runs, [f.split for f in fits], n_samples, seed)
     dropped = n_samples - len(next(iter(draws.values()))) if draws else 0
     if dropped:

@@ -13,13 +13,23 @@ from .analysis import (
     PAPER_TARGET,
     check_targets,
     extrapolation_table,
+    holdout_masks,
     law2_bootstrap,
     law2_contrasts,
     law2_diagnostics,
     law2_holdout,
 )
 from .figures import family_T_values, plot_law1, plot_law2
-from .laws import LAW2_TERMS, SPLITS, fit_law1, fit_law2
+from .laws import (
+    SPLITS,
+    Law2Fit,
+    NotIdentifiable,
+    Unfitted,
+    fit_law1,
+    fit_law2,
+    law2_identification_problem,
+    pareto_frontier,
+)
 from .tables import law1_table_from_fits, law2_table_from_fits, write_table
 
 log = logging.getLogger(__name__)
@@ -34,7 +44,7 @@ def read_runs_table(runs_csv: str, splits: Sequence[str] = SPLITS) -> pd.DataFra
 
     Raises ValueError naming the missing columns, the first column and run whose value is
     not a finite positive number among P, S, T, C and the losses of `splits`, or a table
-    with no more runs than law 2 has parameters (it could not estimate any uncertainty).
+    without runs. Whether the runs can identify the laws is the fits' business.
     """
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:
@@ -58,12 +68,8 @@ def read_runs_table(runs_csv: str, splits: Sequence[str] = SPLITS) -> pd.DataFra
                 f"got {value!r} for run {run!r} ({int(bad.sum())} bad row(s) in all)"
             )
         runs[column] = values
-    n_params = len(LAW2_TERMS)
-    if len(runs) <= n_params:
-        raise ValueError(
-            f"{runs_csv}: {len(runs)} run(s), but law 2 estimates {n_params} parameters "
-            f"({', '.join(LAW2_TERMS)}) and needs at least {n_params + 1} runs"
-        )
+    if runs.empty:
+        raise ValueError(f"{runs_csv}: no runs")
     return runs[list(RUNS_COLUMNS)]
 
 
@@ -86,6 +92,12 @@ def write_report(
     `seed`). Figures per split in figures_dir: law1_{split}.png and law2_{split}.png (the
     latter with lines for the families' T and the targets' T). Returns a dict from each
     written file's name (e.g. "law1.csv", "law2_UC.png") to its path.
+
+    A reduced study still gets every file. Where a law is not identifiable (law 1: fewer
+    than 2 frontier points; law 2: see law2_identification_problem, the same for every
+    split), law1.csv / law2.csv hold NaN estimates for the split, every law-2 analysis table
+    has its columns and no rows, the figure shows the runs and the reason, and the reason
+    is logged and written below the Markdown tables. The same goes for a held-out refit.
     """
     targets = check_targets(targets)
     runs = read_runs_table(runs_csv, splits)
@@ -97,13 +109,24 @@ def write_report(
     for T in sorted({t["T"] for t in targets}, reverse=True):
         T_lines.setdefault(f"target T = {T:.3g}", T)
 
+    law2_problem = law2_identification_problem(runs)
+    if law2_problem:
+        log.warning("%s; the law-2 tables have no estimates", law2_problem)
     law1_fits, law2_fits = [], []
     for split in splits:
-        law1, law2 = fit_law1(runs, split), fit_law2(runs, split)
-        log.info(
-            "%s: law 1 a1=%.4f r2=%.3f on %d/%d frontier runs; law 2 r2=%.3f",
-            split, law1.a1, law1.r2, law1.n_frontier, law1.n_points, law2.r2,
-        )
+        try:
+            law1 = fit_law1(runs, split)
+            log.info("%s: law 1 a1=%.4f r2=%.3f on %d/%d frontier runs", split, law1.a1, law1.r2,
+                     law1.n_frontier, law1.n_points)
+        except NotIdentifiable as error:
+            log.warning("%s", error)
+            n_frontier = int(pareto_frontier(runs["C"], runs[split]).sum())
+            law1 = Unfitted(split, str(error), {"n_points": len(runs), "n_frontier": n_frontier})
+        if law2_problem:
+            law2 = Unfitted(split, law2_problem)
+        else:
+            law2 = fit_law2(runs, split)
+            log.info("%s: law 2 r2=%.3f", split, law2.r2)
         law1_fits.append(law1)
         law2_fits.append(law2)
         path = figures_dir / f"law1_{split}.png"
@@ -113,17 +136,28 @@ def write_report(
         plot_law2(runs, law2, path, T_values=T_lines)
         written[path.name] = str(path)
 
+    # Law 2 is fitted for every split or for none (identifiability does not depend on it).
+    fitted = [fit for fit in law2_fits if isinstance(fit, Law2Fit)]
     tables = {
         "law1": law1_table_from_fits(law1_fits),
         "law2": law2_table_from_fits(law2_fits),
-        "law2_contrasts": law2_contrasts(law2_fits),
-        "law2_diagnostics": law2_diagnostics(law2_fits),
-        "extrapolation": extrapolation_table(law2_fits, targets),
-        "law2_holdout": law2_holdout(runs, splits),
-        "law2_bootstrap": law2_bootstrap(runs, law2_fits, bootstrap_samples, seed),
+        "law2_contrasts": law2_contrasts(fitted),
+        "law2_diagnostics": law2_diagnostics(fitted),
+        "extrapolation": extrapolation_table(fitted, targets),
+        "law2_holdout": law2_holdout(runs, [fit.split for fit in fitted]),
+        "law2_bootstrap": law2_bootstrap(runs, fitted, bootstrap_samples, seed),
     }
+    notes = {"law1": [fit.reason for fit in law1_fits if isinstance(fit, Unfitted)]}
+    if law2_problem:
+        notes.update({name: [law2_problem] for name in tables if name != "law1"})
+    else:
+        notes["law2_holdout"] = [
+            f"{held_out} not refitted: {problem}"
+            for held_out, mask in holdout_masks(runs).items()
+            if (problem := law2_identification_problem(runs.loc[~mask]))
+        ]
     for name, table in tables.items():
-        for path in write_table(table, tables_dir / f"{name}.csv"):
+        for path in write_table(table, tables_dir / f"{name}.csv", notes.get(name, ())):
             written[path.name] = str(path)
     log.info("wrote %d report files to %s and %s", len(written), tables_dir, figures_dir)
     return written

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import textwrap
 
 import matplotlib
 
@@ -16,7 +17,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from ..io import replacing  # noqa: E402
-from .laws import Law1Fit, Law2Fit  # noqa: E402
+from .laws import Law1Fit, Law2Fit, Unfitted  # noqa: E402
 
 FAMILY_MARKERS = {"florence": "o", "gemma": "s"}
 _OTHER_MARKERS = ("^", "D", "v", "P", "X")
@@ -55,13 +56,37 @@ def _save(fig, path: str | os.PathLike) -> None:
     plt.close(fig)
 
 
-def plot_law1(df: pd.DataFrame, fit: Law1Fit, path: str | os.PathLike) -> None:
-    """All runs (marker by family, colour by size), the frontier staircase and the fitted law."""
+def _scatter_runs(ax, df: pd.DataFrame, x: str, split: str) -> list[Line2D]:
+    """Each run at (df[x], its loss), marker by family and colour by size; returns the legend handles."""
     markers = _family_markers(df["family"])
     colours = _size_colours(df)
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
     for (family, size), runs in df.groupby(["family", "size"], sort=False):
-        ax.scatter(runs["C"], runs[fit.split], marker=markers[family], color=colours[size], s=36, zorder=3)
+        ax.scatter(runs[x], runs[split], marker=markers[family], color=colours[size], s=36, zorder=3)
+    handles = [Line2D([], [], ls="", marker=m, color="0.3", label=f) for f, m in markers.items()]
+    return handles + [Line2D([], [], ls="", marker="o", color=c, label=str(s)) for s, c in colours.items()]
+
+
+def _plot_unfitted(df: pd.DataFrame, fit: Unfitted, law: int, x: str, xlabel: str, path: str | os.PathLike) -> None:
+    """The runs against df[x] with the reason in a text box where the fitted law would be."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    handles = _scatter_runs(ax, df, x, fit.split)
+    # Below the legend, outside the axes: inside, any spot may hide runs.
+    ax.text(1.02, 0.0, textwrap.fill(fit.reason, 34), transform=ax.transAxes, ha="left", va="bottom", fontsize=7,
+            bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.5"})
+    _finish_log_log_axes(ax, handles, xlabel, fit.split, f"Law {law}, {fit.split}: not fitted")
+    _save(fig, path)
+
+
+def plot_law1(df: pd.DataFrame, fit: Law1Fit | Unfitted, path: str | os.PathLike) -> None:
+    """All runs (marker by family, colour by size), the frontier staircase and the fitted law.
+
+    An Unfitted law 1 shows the runs and its reason instead of the frontier and the law.
+    """
+    if isinstance(fit, Unfitted):
+        _plot_unfitted(df, fit, 1, "C", "training compute C (MACs)", path)
+        return
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    run_handles = _scatter_runs(ax, df, "C", fit.split)
 
     frontier = df.loc[fit.frontier_mask].sort_values("C")
     ax.step(frontier["C"], frontier[fit.split], where="post", color="0.6", lw=1.5, zorder=2)
@@ -72,9 +97,8 @@ def plot_law1(df: pd.DataFrame, fit: Law1Fit, path: str | os.PathLike) -> None:
     handles = [
         Line2D([], [], color="0.6", lw=1.5, label=f"Pareto frontier ({fit.n_frontier} runs)"),
         Line2D([], [], color="C3", lw=1.5, label=f"fit: a1 = {fit.a1:.3f}, $R^2$ = {fit.r2:.2f}"),
+        *run_handles,
     ]
-    handles += [Line2D([], [], ls="", marker=m, color="0.3", label=f) for f, m in markers.items()]
-    handles += [Line2D([], [], ls="", marker="o", color=c, label=str(s)) for s, c in colours.items()]
     _finish_log_log_axes(ax, handles, "training compute C (MACs)", fit.split, f"Law 1, {fit.split}: y = a0 C^a1")
     _save(fig, path)
 
@@ -138,7 +162,7 @@ def _law2_T_panel(ax, df: pd.DataFrame, fit: Law2Fit, T_values: dict[str, float]
 
 def plot_law2(
     df: pd.DataFrame,
-    fit: Law2Fit,
+    fit: Law2Fit | Unfitted,
     path: str | os.PathLike,
     T_values: dict[str, float] | None = None,
     P_extend: float = 10.0,
@@ -155,7 +179,12 @@ def plot_law2(
     T; default one per family, the geometric mean of its models' T), line style by T, the
     largest S in orange and smaller ones in lighter greys, with the observed runs; P runs to
     `P_extend` times the largest observed P to show the extrapolation.
+
+    An Unfitted law 2 is one panel instead: the runs against P and the reason.
     """
+    if isinstance(fit, Unfitted):
+        _plot_unfitted(df, fit, 2, "P", "parameters P", path)
+        return
     if T_values is None:
         T_values = family_T_values(df)
     fig, (ax_S, ax_T) = plt.subplots(1, 2, figsize=(12.5, 4.4))

@@ -9,7 +9,8 @@ coefficient differences and the like can be computed from them later.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,30 @@ LAW2_TERMS = ("intercept", "P", "S", "T")
 # Formula column of each law-2 term; "log_" names keep clear of formula built-ins.
 _LAW2_FORMULA_NAMES = {"intercept": "Intercept", "P": "log_P", "S": "log_S", "T": "log_T"}
 _LAW2_FORMULA = "log_y ~ log_P + log_S + log_T"
+
+
+class NotIdentifiable(ValueError):
+    """The runs cannot estimate a law; the message says why in words and what would fix it."""
+
+
+@dataclass(frozen=True)
+class Unfitted:
+    """A law that is not identifiable for one split: NaN estimates in its tables, `reason` in words.
+
+    `counts` are the table columns that need no fit (law 1: n_points and n_frontier).
+    """
+
+    split: str
+    reason: str
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _log10_of_positive(df: pd.DataFrame, column: str, split: str) -> np.ndarray:
@@ -82,14 +107,17 @@ class Law1Fit:
 def fit_law1(df: pd.DataFrame, split: str) -> Law1Fit:
     """Fit law 1 for `split` on the Pareto frontier of (df.C, df[split]).
 
-    Raises ValueError if the frontier has fewer than two points (no line can be fitted).
+    Raises NotIdentifiable if the frontier has fewer than two points (no line can be fitted).
     """
     log_C = _log10_of_positive(df, "C", split)
     log_y = _log10_of_positive(df, split, split)
     mask = pareto_frontier(df["C"], df[split])
     n_frontier = int(mask.sum())
     if n_frontier < 2:
-        raise ValueError(f"law 1 for split {split}: the Pareto frontier has {n_frontier} point(s), need >= 2")
+        raise NotIdentifiable(
+            f"law 1 not identifiable for split {split}: the Pareto frontier of {len(df)} runs has "
+            f"{_count(n_frontier, 'point')}, a line needs 2"
+        )
     exog = sm.add_constant(log_C[mask], has_constant="add")
     results = sm.OLS(log_y[mask], exog).fit()
     intercept, slope = results.params
@@ -178,12 +206,57 @@ def _by_term(values: pd.Series | pd.DataFrame) -> pd.Series | pd.DataFrame:
     return values.loc[[_LAW2_FORMULA_NAMES[t] for t in LAW2_TERMS]].set_axis(list(LAW2_TERMS), axis=0)
 
 
+def law2_design(df: pd.DataFrame) -> np.ndarray:
+    """Law 2's design matrix [1, log10 P, log10 S, log10 T], one row per run of `df`."""
+    return np.column_stack([np.ones(len(df))] + [np.log10(df[t].to_numpy(dtype=float)) for t in LAW2_TERMS[1:]])
+
+
+def law2_identification_problem(df: pd.DataFrame) -> str | None:
+    """Why law 2 cannot be estimated from the runs of `df` (P, S, T > 0), or None if it can.
+
+    It depends on the design alone, not on the split: the design must have full numerical
+    column rank (np.linalg.matrix_rank; otherwise OLS returns one of infinitely many
+    solutions) and leave a residual degree of freedom (for CIs and p-values). Two sizes
+    never suffice: each size has one P and one T, so log P and log T are both affine in
+    the same size indicator.
+    """
+    X = law2_design(df)
+    n, k = X.shape
+    rank = int(np.linalg.matrix_rank(X))
+    if rank == k and n > k:
+        return None
+    names = [f"log {t}" for t in LAW2_TERMS[1:]]
+    # Constant up to rounding (the rank is numerical too): collinear with the intercept alone.
+    constant = [name for name, x in zip(names, X[:, 1:].T) if n and np.ptp(x) <= 1e-9 * np.abs(x).max()]
+    collinear = []
+    if rank < n:  # a dependency among the runs themselves, not only too few runs
+        # A predictor takes part iff some null-space vector loads on it (loadings far below
+        # the largest are rounding).
+        loading = np.abs(np.linalg.svd(X)[2][rank:]).max(axis=0)[1:]
+        collinear = [name for name, w in zip(names, loading) if w > 1e-6 * loading.max() and name not in constant]
+    clauses = [f"{_and(constant)} {'is' if len(constant) == 1 else 'are'} constant"] if constant else []
+    clauses += [f"{_and(collinear)} are collinear"] if collinear else []
+    what = " and ".join(clauses) or f"its {k} parameters need more than {_count(n, 'run')}"
+    sizes, budgets = df["P"].nunique(), df["S"].nunique()
+    needs = [need for need, short in (("3 sizes", sizes < 3), ("2 budgets", budgets < 2)) if short]
+    if needs:
+        fix = f"run at least {' and '.join(needs)}"
+    elif n <= k:
+        fix = f"train at least {k + 1} runs"
+    else:
+        fix = "vary P, S and T independently across runs"
+    return (
+        f"law 2 not identifiable on {_count(n, 'run')} of {_count(sizes, 'size')} and "
+        f"{_count(budgets, 'budget')}: {what} (rank {rank} of {k}); {fix}"
+    )
+
+
 def fit_law2(df: pd.DataFrame, split: str) -> Law2Fit:
     """Fit law 2 for `split` on all rows of the runs table.
 
-    Raises ValueError if there is no residual degree of freedom (fewer than 5 runs) or if
-    log P, log S, log T and the intercept are collinear (e.g. T an affine function of log P
-    across sizes), where OLS would silently return arbitrary coefficients.
+    Raises NotIdentifiable, naming the reason (law2_identification_problem), if the design is
+    rank deficient or leaves no residual degree of freedom: e.g. fewer than 5 runs, two model
+    sizes, or T an affine function of log P across sizes.
     """
     log_data = pd.DataFrame(
         {
@@ -193,16 +266,10 @@ def fit_law2(df: pd.DataFrame, split: str) -> Law2Fit:
             "log_T": _log10_of_positive(df, "T", split),
         }
     )
-    n_params = len(LAW2_TERMS)
-    if len(log_data) <= n_params:
-        raise ValueError(f"law 2 for split {split}: {len(log_data)} runs, need more than {n_params}")
-    model = smf.ols(_LAW2_FORMULA, data=log_data)
-    if np.linalg.matrix_rank(model.exog) < n_params:
-        raise ValueError(
-            f"law 2 for split {split}: log P, log S, log T are collinear with the intercept "
-            "(each needs variation not explained by the others)"
-        )
-    results = model.fit()
+    problem = law2_identification_problem(df)
+    if problem:
+        raise NotIdentifiable(f"split {split}: {problem}")
+    results = smf.ols(_LAW2_FORMULA, data=log_data).fit()
 
     z_scored = (log_data - log_data.mean()) / log_data.std(ddof=1)
     std_results = smf.ols(_LAW2_FORMULA, data=z_scored).fit()

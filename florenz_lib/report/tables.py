@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..io import replacing
-from .laws import LAW2_TERMS, SPLITS, Law1Fit, Law2Fit, fit_law1, fit_law2
+from .laws import LAW2_TERMS, SPLITS, Law1Fit, Law2Fit, Unfitted, fit_law1, fit_law2
 
 LAW1_COLUMNS = ("split", "a0", "a1", "a1_ci_low", "a1_ci_high", "r2", "n_points", "n_frontier")
 LAW2_COLUMNS = ("split", "term", "coef", "ci_low", "ci_high", "p", "std_coef", "std_ci_low", "std_ci_high", "r2")
@@ -18,9 +18,12 @@ LAW2_COLUMNS = ("split", "term", "coef", "ci_low", "ci_high", "p", "std_coef", "
 MARKDOWN_FLOAT_FORMAT = ".4g"
 
 
-def law1_table_from_fits(fits: Iterable[Law1Fit]) -> pd.DataFrame:
+def law1_table_from_fits(fits: Iterable[Law1Fit | Unfitted]) -> pd.DataFrame:
+    """One row per split; an Unfitted split has NaN estimates beside its counts."""
     rows = [
-        {
+        {"split": fit.split, **fit.counts}
+        if isinstance(fit, Unfitted)
+        else {
             "split": fit.split,
             "a0": fit.a0,
             "a1": fit.a1,
@@ -35,13 +38,16 @@ def law1_table_from_fits(fits: Iterable[Law1Fit]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(LAW1_COLUMNS))
 
 
-def law2_table_from_fits(fits: Iterable[Law2Fit]) -> pd.DataFrame:
+def law2_table_from_fits(fits: Iterable[Law2Fit | Unfitted]) -> pd.DataFrame:
     """One row per (split, term); r2 (of the split's fit) repeats on its four rows.
 
-    For the intercept row std_coef is 0 and std_ci_low/high are NaN (see Law2Fit).
+    For the intercept row std_coef is 0 and std_ci_low/high are NaN (see Law2Fit); an
+    Unfitted split has NaN in every column but split and term.
     """
     rows = [
-        {
+        {"split": fit.split, "term": term}
+        if isinstance(fit, Unfitted)
+        else {
             "split": fit.split,
             "term": term,
             "coef": fit.coef[term],
@@ -67,15 +73,18 @@ def law2_table(df: pd.DataFrame, splits: Sequence[str] = SPLITS) -> pd.DataFrame
     return law2_table_from_fits(fit_law2(df, split) for split in splits)
 
 
-def write_table(df: pd.DataFrame, csv_path: str | os.PathLike) -> tuple[Path, Path]:
+def write_table(df: pd.DataFrame, csv_path: str | os.PathLike, notes: Sequence[str] = ()) -> tuple[Path, Path]:
     """Write `df` as CSV (full precision) and as a Markdown twin with the same stem.
 
-    Each file is replaced atomically. Returns (csv_path, md_path).
+    Each of `notes` (e.g. why a law was not fitted) becomes a paragraph below the Markdown
+    table; the CSV keeps the bare table for scripts. Each file is replaced atomically.
+    Returns (csv_path, md_path).
     """
     csv_path = Path(csv_path)
     md_path = csv_path.with_suffix(".md")
     with replacing(csv_path) as tmp:
         df.to_csv(tmp, index=False)
     with replacing(md_path) as tmp:
-        tmp.write_text(df.to_markdown(index=False, floatfmt=MARKDOWN_FLOAT_FORMAT) + "\n", encoding="utf-8")
+        markdown = df.to_markdown(index=False, floatfmt=MARKDOWN_FLOAT_FORMAT)
+        tmp.write_text("\n\n".join([markdown, *notes]) + "\n", encoding="utf-8")
     return csv_path, md_path
