@@ -213,7 +213,7 @@ def _evaluate(config: dict, model_dir: str, out_json: str, threads: int) -> None
     from .evaluate.ce import evaluate_ce
     L, m = _layout(config), config["models"]
     evaluate_ce(model_dir, L.test(), L.tokenizers(), config["world"]["image_size"], config["evaluate"]["batch_size"],
-                m["max_prompt_tokens"], m["max_target_tokens"], out_json, threads)
+                m["max_prompt_tokens"], config["evaluate"]["max_target_tokens"], out_json, threads)
 
 
 def initial_loss(config: dict, size: str, threads: int = 1) -> None:
@@ -227,7 +227,8 @@ def train(config: dict, size: str, steps: str) -> None:
     L, m = _layout(config), config["models"]
     train_run(L.init_model(size), L.shards(), L.tokenizers(), config["train"], int(steps),
               config["world"]["image_size"], m["max_prompt_tokens"], m["max_target_tokens"], config["seed"],
-              L.run(size, steps), fsdp=size in config["train"].get("fsdp_sizes", []))
+              L.run(size, steps), fsdp=size in config["train"].get("fsdp_sizes", []),
+              loss_reduction=config["train"]["loss"])
 
 
 def evaluate(config: dict, size: str, steps: str, threads: int = 1) -> None:
@@ -282,7 +283,7 @@ def finetune(config: dict, size: str) -> None:
     L, m = _layout(config), config["models"]
     finetune_run(L.run(size, max(config["train"]["steps"])), L.finetune_shards(), L.tokenizers(), config["finetune"],
                  m["max_prompt_tokens"], m["max_target_tokens"], config["seed"], L.finetuned(size),
-                 fsdp=size in config["train"].get("fsdp_sizes", []))
+                 fsdp=size in config["train"].get("fsdp_sizes", []), loss_reduction=config["finetune"]["loss"])
 
 
 def downstream_eval(config: dict, size: str, stage: str, threads: int = 1) -> None:

@@ -1,5 +1,6 @@
 """Training at scale on CPU: data-parallel runs under torchrun (gloo) match a single process, gradient
-accumulation matches one large batch, and a run killed with SIGKILL resumes from its last checkpoint
+accumulation matches one large batch (under either loss reduction: the targets have unequal lengths, so
+the token mean and the sample mean differ), and a run killed with SIGKILL resumes from its last checkpoint
 to the very weights of an uninterrupted run."""
 import copy
 import io
@@ -34,7 +35,7 @@ from florenz_lib.train.checkpoint import (Checkpointing, find_resumable, latest_
 from florenz_lib.train.data import BalancedImageStream, RankBatches
 from florenz_lib.train.distributed import DistContext
 from florenz_lib.train.loop import OptimConfig, make_optimizer, warmup_cosine
-from florenz_lib.train.runs import batch_geometry
+from florenz_lib.train.runs import batch_geometry, run_fingerprint
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 24
@@ -50,7 +51,11 @@ def _png(seed: int) -> bytes:
     return buffer.getvalue()
 
 
+WORDS = "two red circles left of a blue square".split()
+
+
 def _rows(n_images: int) -> list[dict]:
+    """Targets of 3 to 10 decoder tokens (within the training limit of 16): unequal lengths."""
     rng = np.random.default_rng(0)
     rows = []
     for i in range(n_images):
@@ -58,7 +63,7 @@ def _rows(n_images: int) -> list[dict]:
         rows.append({"key": f"img-{i}", "png": _png(i), "annotations": [
             {"task": k.split("-")[0], "lang": k.split("-")[1],
              "source": f"a red circle number {i}" if k.startswith("translation") else "",
-             "target": f"{k} text of image {i}"} for k in keys]})
+             "target": " ".join(WORDS[:1 + (i + j) % len(WORDS)])} for j, k in enumerate(keys)]})
     return rows
 
 
@@ -144,16 +149,17 @@ def _assert_same_training(a: Path, b: Path, atol: float) -> None:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, study_inputs):
-    """One process, the whole batch of 4 in one forward/backward."""
+    """One process, the whole batch of 4 in one forward/backward, the default token mean."""
     run_dir = _run_dir(tmp_path_factory.mktemp("reference"), study_inputs)
     _train_in_process(run_dir)
+    assert _summary(run_dir)["loss"] == "token_mean"
     return run_dir
 
 
 @pytest.fixture(scope="module")
 def ddp(tmp_path_factory, study_inputs):
-    """Two gloo processes under torchrun, 2 samples each."""
-    run_dir = _run_dir(tmp_path_factory.mktemp("ddp"), study_inputs, micro_batch_size=2)
+    """Two gloo processes under torchrun, 2 accumulated micro-batches of 1 sample each."""
+    run_dir = _run_dir(tmp_path_factory.mktemp("ddp"), study_inputs, micro_batch_size=1)
     _train_subprocess(run_dir, 2)
     return run_dir
 
@@ -178,7 +184,8 @@ def test_batch_geometry_rejects_an_uneven_split():
 
 def test_train_config_keys_are_validated():
     config = load_config(str(REPO / "config.yaml"))
-    for key, bad in (("micro_batch_size", 0), ("checkpoint_every", -1), ("fsdp_sizes", "florence2-base")):
+    for key, bad in (("micro_batch_size", 0), ("checkpoint_every", -1), ("fsdp_sizes", "florence2-base"),
+                     ("loss", "per_batch")):
         broken = copy.deepcopy(config)
         broken["train"][key] = bad
         with pytest.raises(ConfigError, match=f"train.{key}"):
@@ -213,6 +220,14 @@ def test_ranks_draw_disjoint_slices_of_the_same_global_stream():
     one_rank = RankBatches(BalancedImageStream(rows, seed=5), collate, 4, 2, 1, 1)
     one_rank.stream.example = lambda i, a: (i, a["task"], a["lang"])
     assert one_rank() == single[0][4:]  # rank 1 of 2: the second half of each global batch
+
+
+def test_a_checkpoint_is_resumed_only_under_the_same_loss_reduction(study_inputs):
+    L = Layout(str(study_inputs))
+    train = {**load_config(str(REPO / "config.yaml"))["train"], **TRAIN}
+    token, sample = (run_fingerprint(L.init_model("tiny"), L.shards(), train, STEPS, 0, loss)
+                     for loss in ("token_mean", "sample_mean"))
+    assert token != sample
 
 
 def test_sampler_state_round_trips_through_json():
@@ -305,10 +320,23 @@ def test_gradient_accumulation_matches_one_large_batch(tmp_path, study_inputs, r
 
 
 @pytest.mark.slow
-def test_ddp_two_processes_match_one_process_with_twice_the_batch(ddp, reference):
+def test_ddp_two_processes_with_accumulation_match_one_process(ddp, reference):
+    """The token mean over the global batch although the ranks' micro-batches hold unequal token counts."""
     assert _summary(ddp)["processes"] == 2 and _summary(ddp)["parallel"] == "ddp"
-    assert _summary(ddp)["micro_batch_size"] == 2 and _summary(reference)["micro_batch_size"] == 4
+    assert _summary(ddp)["grad_accum"] == 2 and _summary(reference)["grad_accum"] == 1
     _assert_same_training(ddp, reference, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_sample_mean_under_ddp_matches_one_process_and_differs_from_token_mean(tmp_path, study_inputs, reference):
+    one = _run_dir(tmp_path / "one", study_inputs, loss="sample_mean", micro_batch_size=1)  # 1 x 4 accumulated
+    _train_in_process(one)
+    two = _run_dir(tmp_path / "two", study_inputs, loss="sample_mean", micro_batch_size=1)  # 2 x 2 accumulated
+    _train_subprocess(two, 2)
+    assert _summary(one)["loss"] == _summary(two)["loss"] == "sample_mean"
+    assert (_summary(one)["grad_accum"], _summary(two)["grad_accum"]) == (4, 2)
+    _assert_same_training(two, one, atol=1e-5)
+    assert np.abs(_losses(one) - _losses(reference)).max() > 1e-3
 
 
 @pytest.mark.slow
@@ -325,7 +353,7 @@ def test_fsdp_two_processes_match_one_process(tmp_path, study_inputs, reference)
 def test_sigkilled_run_resumes_from_its_last_checkpoint_to_the_same_weights(tmp_path, study_inputs, ddp):
     """kill -9 of the whole job (torchrun and both workers) after a checkpoint, then the same command
     again: it resumes there and ends with exactly the weights of the uninterrupted run."""
-    run_dir = _run_dir(tmp_path, study_inputs, micro_batch_size=2)
+    run_dir = _run_dir(tmp_path, study_inputs, micro_batch_size=1)
     checkpoints = _out(run_dir) / "checkpoints"
     job = subprocess.Popen(_torchrun(run_dir, 2), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            start_new_session=True)

@@ -36,12 +36,11 @@ class DistContext:
         if self.distributed:
             dist.barrier()
 
-    def mean(self, value: torch.Tensor) -> float:
-        """The mean of a scalar over all ranks (every rank gets it)."""
+    def sum(self, value: torch.Tensor | float) -> float:
+        """The sum of a scalar over all ranks, in float64 (every rank gets the same value)."""
         if self.distributed:
-            value = value.detach().to(self.device, torch.float64).clone()
+            value = torch.as_tensor(value).detach().to(self.device, torch.float64).clone()
             dist.all_reduce(value)
-            value /= self.world_size
         return float(value)
 
     def gather_objects(self, obj) -> list:

@@ -55,14 +55,19 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_ste
 
 def train_loop(model: nn.Module, next_batch: Callable[[], dict], compute_loss: Callable[[nn.Module, dict], torch.Tensor],
                steps: int, batch_size: int, cfg: OptimConfig, log_csv: str, desc: str = "train", *,
-               grad_accum: int = 1, ctx: DistContext | None = None, checkpointing: Checkpointing | None = None,
-               resumed: Resumed | None = None, sampler=None, tensorboard_dir: str | None = None) -> list[float]:
+               count_units: Callable[[dict], int] | None = None, grad_accum: int = 1, ctx: DistContext | None = None,
+               checkpointing: Checkpointing | None = None, resumed: Resumed | None = None, sampler=None,
+               tensorboard_dir: str | None = None) -> list[float]:
     """Run `steps` optimizer steps of `batch_size` samples (all ranks and micro-batches together) and
-    return the loss of every step (mean over the global batch, the same on every rank).
+    return the loss of every step (the same on every rank).
 
-    `next_batch()` gives this rank's next micro-batch; it is called `grad_accum` times per step and
-    `compute_loss` must return the micro-batch's mean loss. Under DDP/FSDP `model` is the wrapped
-    module. With `checkpointing`, every `checkpointing.every` steps the full training state (including
+    `next_batch()` gives this rank's next micro-batch; it is called `grad_accum` times per step. A step's
+    loss is the mean of a loss per unit over the whole global batch: `compute_loss(model, batch)` returns
+    the micro-batch's loss summed over its units and `count_units(batch)` their number (target tokens for
+    a token mean, samples for a sample mean). Without count_units, compute_loss returns the micro-batch's
+    mean loss and every micro-batch weighs the same. Under DDP/FSDP `model` is the wrapped module.
+
+    With `checkpointing`, every `checkpointing.every` steps the full training state (including
     `sampler.state_dict()`) is saved; `resumed` (from checkpoint.find_resumable, whose model weights
     are already loaded) continues such a run. Rank 0 writes log_csv (atomically, at the end; columns
     LOG_COLUMNS) and TensorBoard events to `tensorboard_dir`."""
@@ -90,17 +95,22 @@ def train_loop(model: nn.Module, next_batch: Callable[[], dict], compute_loss: C
     for step in progress:
         started = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        total = torch.zeros((), device=ctx.device)
-        for micro in range(grad_accum):
-            batch = next_batch()
+        # the units of the whole step are counted before any forward, so each micro-batch's backward can be
+        # scaled to its share of the global mean; DDP and FSDP average gradients over ranks, hence
+        # world_size: the gradient is that of the global mean however the batch is split
+        batches = [next_batch() for _ in range(grad_accum)]
+        total_units = ctx.sum(sum(count_units(b) for b in batches) if count_units else grad_accum)
+        scale = ctx.world_size / total_units
+        loss_sum = torch.zeros((), device=ctx.device, dtype=torch.float64)
+        for micro, batch in enumerate(batches):
             if ctx.device.type != "cpu":
                 batch = {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
             with gradient_sync(model, micro == grad_accum - 1):
                 with ctx.autocast():
                     loss = compute_loss(model, batch)
-                (loss / grad_accum).backward()
-            total += loss.detach().float()
-        step_loss = ctx.mean(total / grad_accum)
+                (loss * scale).backward()
+            loss_sum += loss.detach()
+        step_loss = ctx.sum(loss_sum) / total_units
         if not math.isfinite(step_loss):
             raise FloatingPointError(f"{desc}: loss is {step_loss} at step {step}")
         grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
