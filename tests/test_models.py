@@ -207,3 +207,263 @@ def test_a_checkpoint_without_generation_config_still_decodes_as_the_paper(base_
     assert (config.decoder_start_token_id, config.bos_token_id, config.eos_token_id) == (DECODER_START, DECODER_BOS,
                                                                                          DECODER_EOS)
     assert config.forced_bos_token_id == DECODER_BOS and config.num_beams == 4
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The cc12m world's path: published-format tokenizers, native base checkpoints, surgery on the meta device.
+
+import re  # noqa: E402
+
+from conftest import TINY_FLORENCE, TINY_GEMMA  # noqa: E402
+from tokenizer_fixtures import write_florence2_tokenizer, write_gemma2_tokenizer  # noqa: E402
+
+
+def _gpt2_bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte-level alphabet, as its tokenizer's source defines it."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+def reference_fvt(old, old_tok, new_tok, special_map):
+    """FVT token by token, as the definition reads (DESIGN.md section 5, byte-fallback tokens as bytes)."""
+    alphabet, unk, rows = _gpt2_bytes_to_unicode(), old_tok.token_to_id("<unk>"), []
+    for new_id in range(new_tok.get_vocab_size()):
+        if new_id in special_map:
+            rows.append(old[special_map[new_id]])
+            continue
+        token = new_tok.id_to_token(new_id)
+        byte = re.fullmatch(r"<0x([0-9A-F]{2})>", token)
+        if byte and int(byte.group(1), 16) >= 0x80:
+            ids = [old_tok.token_to_id(alphabet[int(byte.group(1), 16)])]
+        else:
+            text = chr(int(byte.group(1), 16)) if byte else token.replace("\u2581", " ")
+            ids = old_tok.encode(text, add_special_tokens=False).ids or [unk]
+        rows.append(old[ids].mean(0))
+    return torch.stack(rows)
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """Tokenizers in the published formats, prepared as the cc12m world's tokenizers rule does, and tiny
+    native base checkpoints saved with save_pretrained: a float32 Florence-2 whose encoder has a row per
+    token of its tokenizer (no row for <image>, as the real one), a bfloat16 Gemma-2 in shards."""
+    from transformers import Florence2ForConditionalGeneration, Gemma2ForCausalLM
+
+    from florenz_lib.models.configs import florence2_config, gemma2_config
+    from florenz_lib.models.tokenizers import load_tokenizer, prepare_tokenizers
+    root = tmp_path_factory.mktemp("published")
+    florence_json, florence_size = write_florence2_tokenizer(root / "florence2-tokenizer")
+    gemma_json, gemma_size = write_gemma2_tokenizer(root / "gemma2-tokenizer")
+    stats = prepare_tokenizers(florence_json, gemma_json, str(root / "tokenizers"))
+    torch.manual_seed(0)
+    config = florence2_config(TINY_FLORENCE, florence_size)
+    config.image_token_id = florence_size  # transformers' Florence-2 default, 51289, is its vocabulary size too
+    Florence2ForConditionalGeneration(config).save_pretrained(root / "florence2")
+    gemma = Gemma2ForCausalLM(gemma2_config(TINY_GEMMA, gemma_size)).to(torch.bfloat16)
+    gemma.save_pretrained(root / "gemma2", max_shard_size="20KB")
+    assert (root / "gemma2" / "model.safetensors.index.json").exists()
+    return {"root": root, "stats": stats, "florence_rows": florence_size, "gemma_size": gemma_size,
+            "encoder": load_tokenizer(str(root / "tokenizers" / "encoder.json")),
+            "decoder": load_tokenizer(str(root / "tokenizers" / "decoder.json"))}
+
+
+def _checkpoint(model_dir):
+    import json
+
+    from safetensors.torch import load_file
+    index = model_dir / "model.safetensors.index.json"
+    files = (sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists()
+             else ["model.safetensors"])
+    return {k: v for f in files for k, v in load_file(model_dir / f).items()}
+
+
+def _restructured(published, family, seed=0):
+    from florenz_lib.models.stages import restructure
+    root = published["root"]
+    out = root / f"restructured-{family}-{seed}"
+    if not out.exists():
+        restructure(family, str(root / "florence2"), str(root / "gemma2") if family == "gemma" else None,
+                    str(root / "tokenizers"), str(out), seed=seed)
+    return out
+
+
+def _published_batch(model, published):
+    collate = Seq2SeqCollator(published["encoder"], published["decoder"],
+                              num_image_tokens(model.config.florence2_config().vision_config, IMAGE_SIZE),
+                              max_prompt_tokens=24, max_target_tokens=16, decoder_start_id=DECODER_START)
+    images = torch.randint(0, 256, (2, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(1))
+    return collate([Example(images[0], "caption", "es", "", "una mujer joven \U0001F642"),
+                    Example(images[1], "translation", "zh", "two children", "两个孩子")])
+
+
+def test_fvt_equals_the_token_by_token_definition_on_published_formats(published):
+    encoder_tok, decoder_tok = published["encoder"], published["decoder"]
+    old = torch.randn(encoder_tok.get_vocab_size(), 8, generator=torch.Generator().manual_seed(0))
+    special_map = {0: 1, 1: 2, 2: 0, 3: 3}
+    new = fast_vocabulary_transfer(old, encoder_tok, decoder_tok, special_map)
+    assert torch.equal(new, reference_fvt(old, encoder_tok, decoder_tok, special_map))  # bit for bit
+    # byte-fallback tokens: an ASCII byte is its character, another byte the old tokenizer's token for it
+    assert torch.equal(new[decoder_tok.token_to_id("<0x41>")], old[encoder_tok.token_to_id("A")])
+    assert torch.equal(new[decoder_tok.token_to_id("<0xC3>")], old[encoder_tok.token_to_id("\u00c3")])
+    word = decoder_tok.token_to_id("\u2581mujer")
+    torch.testing.assert_close(new[word], old[encoder_tok.encode(" mujer", add_special_tokens=False).ids].mean(0))
+
+
+def test_fvt_keeps_the_old_embeddings_dtype_and_the_world_definition(tokenizers):
+    encoder_tok, decoder_tok = tokenizers
+    old = torch.randn(encoder_tok.get_vocab_size(), 8).to(torch.bfloat16)
+    special_map = {0: 1, 1: 2, 2: 0}
+    new = fast_vocabulary_transfer(old, encoder_tok, decoder_tok, special_map)
+    assert new.dtype == torch.bfloat16
+    reference = reference_fvt(old.float(), encoder_tok, decoder_tok, special_map).to(torch.bfloat16)
+    assert torch.equal(new, reference)
+
+
+def test_the_byte_level_alphabet_is_the_tokenizers_one():
+    from tokenizers import pre_tokenizers
+
+    from florenz_lib.models.fvt import _byte_level_alphabet
+    alphabet = _byte_level_alphabet()
+    assert alphabet == _gpt2_bytes_to_unicode()
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    for text in ["A", "\n", "é", "ß", "два", "两个", "\U0001F642"]:
+        assert byte_level.pre_tokenize_str(text)[0][0] == "".join(alphabet[b] for b in text.encode()), text
+
+
+def test_gemma_restructure_from_native_bases_with_published_tokenizers(published):
+    from florenz_lib.models.restructure import EMBEDDING_ROW_MULTIPLE
+    out = _restructured(published, "gemma")
+    saved, florence, gemma = _checkpoint(out), _checkpoint(published["root"] / "florence2"), \
+        _checkpoint(published["root"] / "gemma2")
+    # the encoder has a row for <image>: grown to a multiple of 64, the new rows the mean of the old ones
+    image_id, rows = published["stats"]["image_token_id"], published["florence_rows"]
+    embedding, shared = saved["encoder.embed_tokens.weight"], florence["model.language_model.shared.weight"]
+    assert image_id == rows and embedding.shape[0] == 1664 and embedding.shape[0] % EMBEDDING_ROW_MULTIPLE == 0
+    assert torch.equal(embedding[:rows], shared)
+    assert torch.equal(embedding[rows:], shared.mean(0).expand(embedding.shape[0] - rows, -1))
+    # the frozen Gemma-2 weights are the source's, bit for bit and still bfloat16; the new layers bfloat16 too
+    gemma_keys = [k for k in gemma if k.startswith("model.")]
+    assert gemma_keys
+    for key in gemma_keys:
+        ours = saved[key.replace("model.", "decoder.", 1)]
+        assert ours.dtype == torch.bfloat16 and torch.equal(ours, gemma[key]), key
+    for i in range(TINY_GEMMA["num_hidden_layers"]):
+        layer = f"decoder.layers.{i}."
+        assert saved[layer + "encoder_attn.q_proj.weight"].dtype == torch.bfloat16
+        assert torch.equal(saved[layer + "post_encoder_attention_layernorm.weight"],
+                           gemma[f"model.layers.{i}.post_attention_layernorm.weight"])
+        assert saved[layer + "encoder_attn_gate"].item() == 0.0
+    for key, value in florence.items():  # vision tower and projector: the source's
+        if key.startswith(("model.vision_tower.", "model.multi_modal_projector.")):
+            assert torch.equal(saved[key.replace("model.", "", 1)], value), key
+    model = load_florenz(str(out)).eval()
+    assert model.image_token_id == image_id and model.config.florence2["image_token_id"] == image_id
+    assert model.encoder.embed_tokens.num_embeddings == 1664
+    batch = _published_batch(model, published)
+    assert (batch["input_ids"] == image_id).sum() == 2 * num_image_tokens(
+        model.config.florence2_config().vision_config, IMAGE_SIZE)
+    with torch.no_grad():
+        logits = _logits(model, batch)
+    assert logits.shape[-1] == published["gemma_size"] and torch.isfinite(logits).all()
+    # the gate is shut: the decoder computes what the plain Gemma-2 LM computes
+    from transformers import Gemma2ForCausalLM
+    plain = Gemma2ForCausalLM.from_pretrained(published["root"] / "gemma2", dtype=torch.float32).eval()
+    with torch.no_grad():
+        expected = plain(input_ids=batch["decoder_input_ids"], attention_mask=batch["decoder_attention_mask"]).logits
+    mask = batch["decoder_attention_mask"].bool()
+    torch.testing.assert_close(logits[mask], expected[mask], rtol=1e-5, atol=1e-5)
+
+
+def test_florence_restructure_from_a_native_base_with_published_tokenizers(published):
+    out = _restructured(published, "florence")
+    saved, florence = _checkpoint(out), _checkpoint(published["root"] / "florence2")
+    encoder_tok, decoder_tok = published["encoder"], published["decoder"]
+    embedding = saved["encoder.embed_tokens.weight"]
+    assert embedding.shape[0] == 1664
+    special_map = {0: 1, 1: 2, 2: 0, 3: encoder_tok.token_to_id("<unk>")}
+    assert torch.equal(saved["decoder.embed_tokens.weight"], reference_fvt(embedding, encoder_tok, decoder_tok,
+                                                                           special_map))
+    assert torch.equal(saved["decoder.layers.0.fc1.weight"],
+                       florence["model.language_model.decoder.layers.0.fc1.weight"])
+    model = load_florenz(str(out)).eval()
+    assert model.lm_head.weight is model.decoder.embed_tokens.weight
+    with torch.no_grad():
+        logits = _logits(model, _published_batch(model, published))
+    assert logits.shape[-1] == decoder_tok.get_vocab_size() and torch.isfinite(logits).all()
+
+
+def test_the_same_seed_gives_the_same_model_and_another_seed_other_new_layers(published):
+    first, again, other = (_checkpoint(_restructured(published, "gemma", seed)) for seed in (3, 3, 4))
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    key = "decoder.layers.0.encoder_attn.q_proj.weight"
+    assert not torch.equal(first[key], other[key])
+    assert torch.equal(first["decoder.layers.0.mlp.up_proj.weight"], other["decoder.layers.0.mlp.up_proj.weight"])
+
+
+def _cpu_build_reference(florence, gemma):
+    """What restructuring did before it built on the meta device: build the whole model on the CPU (every
+    layer drawn from the global RNG), then copy the base weights in."""
+    from florenz_lib.models.florenz import FlorenzConfig, FlorenzForConditionalGeneration
+    model = FlorenzForConditionalGeneration(FlorenzConfig(
+        family="gemma", florence2=florence.config.to_dict(), decoder_vocab_size=gemma.config.vocab_size,
+        gemma2=gemma.config.to_dict()))
+    base = florence.model
+    model.vision_tower.load_state_dict(base.vision_tower.state_dict())
+    model.multi_modal_projector.load_state_dict(base.multi_modal_projector.state_dict())
+    model.encoder.load_state_dict(base.language_model.encoder.state_dict())
+    model.decoder.load_language_model(gemma.model)
+    return model
+
+
+def test_meta_device_surgery_draws_the_new_layers_as_a_cpu_build_does(base_models):
+    """Same seed, same initial model as building the whole model on the CPU: the new projections are bit
+    for bit those a CPU build draws (the RNG is even left in the same state)."""
+    florence, gemma = base_models
+    torch.manual_seed(11)
+    reference = _cpu_build_reference(florence, gemma).state_dict()
+    reference_rng = torch.get_rng_state()
+    torch.manual_seed(11)
+    ours = florenz_from_florence2_and_gemma2(florence, gemma).state_dict()
+    assert torch.equal(torch.get_rng_state(), reference_rng)
+    assert ours.keys() == reference.keys()
+    assert [k for k in ours if not torch.equal(ours[k], reference[k])] == []
+    assert any("encoder_attn.q_proj" in k for k in ours)
+
+
+def test_surgery_takes_the_bases_tensors_without_copies_only_when_asked(base_models, tokenizers):
+    from transformers import Florence2ForConditionalGeneration, Gemma2ForCausalLM
+    florence, gemma = base_models
+    base_storage = {t.untyped_storage().data_ptr() for m in base_models for t in m.state_dict().values()}
+    copied = florenz_from_florence2_and_gemma2(florence, gemma)
+    assert not any(t.untyped_storage().data_ptr() in base_storage for t in copied.state_dict().values())
+    # a private copy of the bases, whose tensors the model may take
+    f2 = Florence2ForConditionalGeneration(florence.config).eval()
+    f2.load_state_dict(florence.state_dict())
+    g2 = Gemma2ForCausalLM(gemma.config).eval()
+    g2.load_state_dict(gemma.state_dict())
+    taken = florenz_from_florence2_and_gemma2(f2, g2, clone=False)
+    assert taken.decoder.layers[0].mlp.up_proj.weight.data_ptr() == g2.model.layers[0].mlp.up_proj.weight.data_ptr()
+    assert taken.vision_tower.state_dict()["convs.0.conv.weight"].data_ptr() == \
+        f2.model.vision_tower.state_dict()["convs.0.conv.weight"].data_ptr()
+    assert not [n for n, t in list(taken.named_parameters()) + list(taken.named_buffers()) if t.is_meta]
+
+
+def test_a_decoder_tokenizer_past_the_gemma_rows_is_refused(published, tmp_path):
+    import shutil
+
+    from florenz_lib.models.stages import restructure
+    from florenz_lib.models.tokenizers import save_tokenizer, train_decoder_tokenizer
+    shutil.copytree(published["root"] / "tokenizers", tmp_path / "tokenizers")
+    big = train_decoder_tokenizer(["a b c"] * 2, 10)
+    big.add_tokens([f"extra{i}" for i in range(published["gemma_size"])])
+    save_tokenizer(big, str(tmp_path / "tokenizers" / "decoder.json"))
+    with pytest.raises(ValueError, match="decoder.json"):
+        restructure("gemma", str(published["root"] / "florence2"), str(published["root"] / "gemma2"),
+                    str(tmp_path / "tokenizers"), str(tmp_path / "out"))

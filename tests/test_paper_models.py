@@ -42,8 +42,19 @@ def test_trainable_parameters_follow_the_freezing_policy(table):
 
 
 def test_vocabularies_follow_the_reference_configs(table):
-    assert list(table["encoder_vocab"]) == [51328, 51328, 51289, 51289]
+    # The authors' Gemma variants have 51289 encoder rows, no row for the <image> placeholder (id 51289, which
+    # they do not use); here every size has the Florence-2 variants' 51328, the least multiple of 64 with
+    # one. That adds 39 x 1024 = 39,936 (trainable) parameters to 3.5B and 11.2B: P 3,485,001,498 ->
+    # 3,485,041,434 and 11,221,849,642 -> 11,221,889,578, the same printed sizes (3.49B, 11.22B).
+    assert list(table["encoder_vocab"]) == [51328, 51328, 51328, 51328]
     assert list(table["decoder_vocab"]) == [257024, 257024, 256000, 256000]
+
+
+def test_every_size_has_an_encoder_row_for_its_image_token():
+    for name in PAPER_SIZES:
+        model = build_paper_model(name)
+        assert model.image_token_id < model.encoder.embed_tokens.num_embeddings, name
+        assert model.encoder.embed_tokens.num_embeddings % 64 == 0, name
 
 
 def test_forward_macs_grow_with_size(table):

@@ -3,14 +3,17 @@
 The structure of each size is project data (`paper_configs/<size>.json`), copied from the authors'
 post-surgery configs (DESIGN.md section 5, `reference/florenz-configs/`) and renamed to transformers'
 native Florence2VisionConfig / BartConfig / Gemma2Config fields. Vocabularies follow the reference:
-- encoder: Florence's BART tokenizer, 51289 tokens; the Florence-2 variants have 51328 rows (51289 rounded
-  up to a multiple of 64, by the look of it);
+- encoder: Florence's BART tokenizer, 51289 tokens, plus the <image> placeholder the study adds (id 51289);
+  every size has 51328 encoder rows, as the authors' Florence-2 variants do (the least multiple of 64 with a
+  row for <image>; restructure.encoder_rows_for). The authors' Gemma variants keep 51289 rows (they
+  concatenate image features instead of filling placeholders), so the 3.5B and 11.2B models here have
+  39 x 1024 = 39,936 parameters more than the reference configs give: a trainable part of the encoder
+  embedding, below the 0.01B the sizes are printed to;
 - decoder: Gemma-2's tokenizer, 256000 tokens; the Florence-2 variants' decoders have 257024 rows, which is
   Gemma's 256000 plus 1024 = 51289 - 50265, the number of tokens Florence-2 adds to BART (<loc_*> and
   task tokens), so presumably those were kept.
-image_token_id is 51289 (transformers' Florence-2 default). The authors concatenate image features rather
-than filling placeholders, so their Gemma variants' 51289-row encoder has no row for it; that is harmless on
-the meta device, but a real model built from these specs would need one more encoder row.
+image_token_id is 51289 (transformers' Florence-2 default, and the id prepare_tokenizers gives <image> in the
+real Florence-2 tokenizer), which has an encoder row in every size.
 
 The models exist only on the meta device: they have shapes but no storage, so P, Pt and forward MACs F
 can be counted for the 11.2B model on a laptop.

@@ -1,33 +1,137 @@
 """The models rule group's stages: restructure a study size from its bases, and count P, Pt and F."""
 from __future__ import annotations
 
+import gc
+import json
+import logging
 import os
+import struct
+import time
+from collections import Counter
 
 import torch
-from transformers import Florence2ForConditionalGeneration, Gemma2ForCausalLM
+from transformers import Florence2Config, Florence2ForConditionalGeneration, Gemma2Config, Gemma2ForCausalLM
 
-from ..io import write_json
+from ..io import replacing, write_json
 from .counting import forward_macs
 from .florenz import load_florenz, save_florenz, strict_from_pretrained
 from .freezing import apply_freezing_policy, count_parameters
-from .restructure import florenz_from_florence2, florenz_from_florence2_and_gemma2
-from .tokenizers import load_tokenizer
+from .restructure import (finish_model, take_florence_encoder, florenz_from_florence2, gemma_family_config,
+                          new_gemma_layers, take_gemma_decoder)
+from .tokenizers import IMAGE_TOKEN, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+_SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+
+
+def _safetensors_files(model_dir: str) -> list[str]:
+    index = os.path.join(model_dir, "model.safetensors.index.json")
+    if os.path.exists(index):
+        with open(index, encoding="utf-8") as f:
+            return [os.path.join(model_dir, name) for name in sorted(set(json.load(f)["weight_map"].values()))]
+    single = os.path.join(model_dir, "model.safetensors")
+    return [single] if os.path.exists(single) else []
+
+
+def stored_dtype(model_dir: str) -> torch.dtype | str:
+    """The floating dtype a checkpoint's safetensors store its weights in (read from the file headers, no
+    tensor is read); where several, the one most elements have. "auto" (the config's) without safetensors."""
+    counts: Counter = Counter()
+    for path in _safetensors_files(model_dir):
+        with open(path, "rb") as f:
+            header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+        for name, entry in header.items():
+            if name != "__metadata__" and entry["dtype"] in _SAFETENSORS_DTYPES:
+                numel = 1
+                for n in entry["shape"]:
+                    numel *= n
+                counts[_SAFETENSORS_DTYPES[entry["dtype"]]] += numel
+    if not counts:
+        return "auto"
+    if len(counts) > 1:
+        log.warning("%s stores weights in several dtypes %s; loading all as the most common", model_dir, dict(counts))
+    return counts.most_common(1)[0][0]
+
+
+def _require_checkpoint(model_dir: str | None, what: str) -> str:
+    if model_dir is None or not os.path.exists(os.path.join(model_dir, "config.json")):
+        raise FileNotFoundError(f"no {what} checkpoint in {model_dir}: config.json is missing")
+    return model_dir
+
+
+def _load_base(model_class, model_dir: str):
+    dtype = stored_dtype(model_dir)
+    model = strict_from_pretrained(model_class, model_dir, attn_implementation="eager", dtype=dtype)
+    log.info("loaded %s from %s in %s", model_class.__name__, model_dir, next(model.parameters()).dtype)
+    return model
 
 
 def restructure(family: str, florence_dir: str, gemma_dir: str | None, tokenizers_dir: str, out_dir: str,
                 seed: int = 0) -> None:
-    """Base checkpoints are read with transformers' from_pretrained from local directories, as real
-    Florence-2 and Gemma-2 checkpoints would be. The surgery's new layers are drawn from the global RNG,
-    seeded here so that the same config gives the same initial model."""
+    """Base checkpoints are read with transformers' from_pretrained from local directories (the native
+    Florence2ForConditionalGeneration and Gemma2ForCausalLM layouts, sharded or not), in the dtype their
+    safetensors store, and their tensors become the Florenz model's without a copy: the Florenz model is
+    built on the meta device and only its new parts are materialised (restructure.py). The surgery's new
+    layers are drawn from the global RNG, seeded here, exactly as a CPU build of the whole model would draw
+    them, so that the same config gives the same initial model. The encoder tokenizer's <image> id becomes
+    the model's, with an encoder embedding row (the mean of the others) if the base has none for it."""
     torch.manual_seed(seed)
-    florence = strict_from_pretrained(Florence2ForConditionalGeneration, florence_dir, attn_implementation="eager")
+    _require_checkpoint(florence_dir, "Florence-2")
+    encoder_tokenizer = load_tokenizer(os.path.join(tokenizers_dir, "encoder.json"))
+    decoder_tokenizer = load_tokenizer(os.path.join(tokenizers_dir, "decoder.json"))
+    if encoder_tokenizer.token_to_id(IMAGE_TOKEN) is None:
+        raise ValueError(f"{os.path.join(tokenizers_dir, 'encoder.json')} has no {IMAGE_TOKEN} token")
     if family == "florence":
-        model = florenz_from_florence2(florence, load_tokenizer(os.path.join(tokenizers_dir, "encoder.json")),
-                                       load_tokenizer(os.path.join(tokenizers_dir, "decoder.json")))
+        florence = _load_base(Florence2ForConditionalGeneration, florence_dir)
+        model = florenz_from_florence2(florence, encoder_tokenizer, decoder_tokenizer, clone=False)
     else:
-        gemma = strict_from_pretrained(Gemma2ForCausalLM, gemma_dir, attn_implementation="eager")
-        model = florenz_from_florence2_and_gemma2(florence, gemma)
+        _require_checkpoint(gemma_dir, "Gemma-2")
+        gemma_config = Gemma2Config.from_pretrained(gemma_dir)
+        if decoder_tokenizer.get_vocab_size() > gemma_config.vocab_size:
+            raise ValueError(f"{os.path.join(tokenizers_dir, 'decoder.json')} has {decoder_tokenizer.get_vocab_size()} "
+                             f"tokens, the Gemma-2 checkpoint in {gemma_dir} only {gemma_config.vocab_size} rows")
+        gemma_config._attn_implementation = "eager"
+        gemma_dtype = stored_dtype(gemma_dir)
+        started = time.perf_counter()
+        # before the bases are loaded: the replay's scratch tensors and the bases are never in memory together
+        config = gemma_family_config(Florence2Config.from_pretrained(florence_dir), gemma_config, encoder_tokenizer)
+        model, projections = new_gemma_layers(config, None if gemma_dtype == "auto" else gemma_dtype)
+        log.info("drew the new cross-attention layers in %.1f s", time.perf_counter() - started)
+        florence = _load_base(Florence2ForConditionalGeneration, florence_dir)
+        take_florence_encoder(model, florence, clone=False)
+        florence_config = florence.config
+        del florence
+        gc.collect()
+        gemma = _load_base(Gemma2ForCausalLM, gemma_dir)
+        take_gemma_decoder(model, gemma, projections, clone=False)
+        # the loaded bases' configs (what a model built from them records: their paths and dtypes)
+        loaded = gemma_family_config(florence_config, gemma.config, encoder_tokenizer)
+        model.config.florence2, model.config.gemma2 = loaded.florence2, loaded.gemma2
+        del gemma, projections
+        model = finish_model(model)
+    gc.collect()
+    dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters() if p.is_floating_point()})
+    log.info("restructured %s: image token %d, %d encoder rows, weights in %s", family, model.image_token_id,
+             model.encoder.embed_tokens.num_embeddings, ", ".join(dtypes))
     save_florenz(model, out_dir)
+    if len(dtypes) > 1:
+        _record_load_dtype(out_dir, dtypes)
+
+
+def _record_load_dtype(out_dir: str, dtypes: list[str]) -> None:
+    """Bases stored in different dtypes give a model with several: save_pretrained records the first
+    parameter's (the vision tower's), and from_pretrained would cast every weight to it, narrowing the
+    others (Gemma-2's float32 to Florence-2's float16, say). Record one that narrows none instead."""
+    wide = "float64" if "float64" in dtypes else "float32"
+    path = os.path.join(out_dir, "config.json")
+    with open(path, encoding="utf-8") as f:
+        config = json.load(f)
+    log.warning("weights in %s: %s records dtype %s (was %s)", ", ".join(dtypes), path, wide, config.get("dtype"))
+    config["dtype"] = wide
+    with replacing(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=2, sort_keys=True)
+        f.write("\n")
 
 
 def model_stats(model_dir: str, image_size: int, encoder_text_tokens: int, decoder_tokens: int, out_json: str) -> dict:
