@@ -38,10 +38,13 @@ def embed(config: dict, part: str) -> None:
 
 
 def align(config: dict, part: str) -> None:
-    from .data.align import align as align_sentences
+    """The cc12m world's alignment, the world being one image slice and one corpus chunk."""
+    from .cc12m.align import align_chunks
+    from .data.io import CORPUS_FILE, IMAGES_FILE
     L = _layout(config)
-    align_sentences(L.embeddings(part, "images"), L.embeddings(part, "sentences"), L.world(), part,
-                    config["data"]["align"], L.alignment(part), L.alignment_stats(part))
+    align_chunks(part, [(L.world(IMAGES_FILE), L.embeddings(part, "images"))],
+                 [(L.world(CORPUS_FILE), L.embeddings(part, "sentences"), L.alignment(part))],
+                 config["data"]["align"], L.alignment_stats(part))
 
 
 def shards(config: dict) -> None:
@@ -51,10 +54,12 @@ def shards(config: dict) -> None:
 
 
 def test_splits(config: dict) -> None:
-    from .data.shards import write_test_splits
-    L = _layout(config)
-    write_test_splits(L.world(), L.alignment("heldout"), config["data"]["test_langs"],
-                      config["data"]["max_test_samples_per_lang"], config["seed"], L.test())
+    """The cc12m world's test splits, the world being one image slice."""
+    from .cc12m.splits import write_cc12m_test_splits
+    from .data.io import CAPTIONS_FILE, IMAGES_FILE
+    L, d = _layout(config), config["data"]
+    write_cc12m_test_splits([(L.world(IMAGES_FILE), L.world(CAPTIONS_FILE))], L.alignment("heldout"), d["test_langs"],
+                            d["max_test_samples_per_lang"], config["seed"], L.test())
 
 
 # ---- the cc12m world: the same products (training shards, test splits) from the paper's local files
@@ -113,7 +118,7 @@ def cc12m_embed_sentences(config: dict, lang: str, chunk: str) -> None:
 
 
 def cc12m_align(config: dict, part: str) -> None:
-    """Streamed FAISS top-k of the part's sentences to its images, dedup and per-image capacity."""
+    """Streamed FAISS top-k of the part's sentences to its images, dedup, one assignment by score and capacity."""
     from .cc12m.align import align_part
     L = _layout(config)
     images = [(L.cc12m_images(i), L.cc12m_image_embeddings(i)) for i in _slices(config)]

@@ -1,4 +1,5 @@
-# Data: the world -> CLIP -> embeddings -> FAISS alignment -> Arrow shards and held-out test splits.
+# Data: the world -> CLIP -> embeddings -> FAISS alignment -> Arrow shards and held-out test splits. The alignment
+# and the test splits are the cc12m world's code, the world being one image slice and one corpus chunk.
 
 
 rule world:
@@ -70,6 +71,7 @@ rule align:
     input:
         rules.embed.output.images,
         rules.embed.output.sentences,
+        rules.world.output.images,
         rules.world.output.corpus,
     output:
         alignment=L.alignment("{part}"),
@@ -115,7 +117,6 @@ rule test_splits:
         L.alignment("heldout"),
         rules.world.output.images,
         rules.world.output.captions,
-        rules.world.output.corpus,
     output:
         uc=L.test("UC.parquet"),
         st=L.test("ST.parquet"),

@@ -1,7 +1,8 @@
-"""cc12m alignment: streamed blocked FAISS top-k, per-batch dedup/capacity, bounded memory.
+"""The alignment of both worlds: streamed blocked FAISS top-k, dedup, one global assignment by score.
 
 Inputs (images/slice parquet, corpus chunk parquet, embedding npz) are written here directly in
-the spec's formats, so these tests do not depend on the stages that produce them.
+the spec's formats, so these tests do not depend on the stages that produce them. The assignment
+is checked against a brute-force reference written here (reference_alignment).
 """
 
 import json
@@ -9,6 +10,9 @@ import os
 import subprocess
 import sys
 import textwrap
+import zlib
+from pathlib import Path
+from collections import Counter
 
 import faiss
 import numpy as np
@@ -18,13 +22,13 @@ import pytest
 
 from florenz_lib.cc12m.align import (
     CC12M_ALIGNMENT_SCHEMA,
-    HashSet64,
+    DROP_REASONS,
     NpzRowReader,
+    align_chunks,
     align_part,
     load_image_embeddings,
     streamed_top_k,
 )
-from florenz_lib.data.align import align as synthetic_align
 from florenz_lib.io import write_npz, write_parquet
 
 faiss.omp_set_num_threads(1)  # the test machine's cores are shared
@@ -118,9 +122,10 @@ def test_align_part_counts_reconcile_and_respect_splits(small_world, tmp_path):
     de = pq.read_table(tmp_path / "train" / "de-000.parquet")
     assert de.schema == CC12M_ALIGNMENT_SCHEMA
     rows = de.to_pylist()
-    # Two of the three distinct "a dog" pairs get t0 (rank 0) and t1 (rank 1); capacity 1 drops the third.
-    assert sorted((r["key"], r["rank"], r["slice"]) for r in rows) == [("t0", 0, 0), ("t1", 1, 0)]
-    assert {r["pair_id"] for r in rows} <= {"de-000000001", "de-000000002", "de-000000004"}
+    # The four distinct "a dog" pairs (three de, one fr) tie at 0.8; by crc32(pair_id) de-1 < de-4 < de-2 < fr-2,
+    # so de-1 gets t0 (rank 0), de-4 t1 (rank 1), and capacity 1 drops de-2 and fr-2.
+    assert [(r["pair_id"], r["key"], r["rank"], r["slice"]) for r in rows] == [
+        ("de-000000001", "t0", 0, 0), ("de-000000004", "t1", 1, 0)]
     assert all(r["lang"] == "de" and r["en"] == "a dog" for r in rows)
     assert sorted(r["score"] for r in rows) == pytest.approx([0.6, 0.8], abs=2e-3)
     fr = pq.read_table(tmp_path / "train" / "fr-000.parquet").to_pylist()
@@ -201,49 +206,164 @@ def test_npz_row_reader_streams_savez_arrays(tmp_path):
         NpzRowReader(tmp_path / "plain.npz", ("ids", "vectors"))
 
 
-def test_hash_set_matches_a_python_set():
-    rng = np.random.default_rng(2)
-    seen, reference = HashSet64(), set()
-    for _ in range(40):
-        batch = rng.integers(0, 3000, size=rng.integers(1, 200)).astype(np.uint64)
-        want = []
-        for h in batch.tolist():
-            want.append(h not in reference)
-            reference.add(h)
-        np.testing.assert_array_equal(seen.add_new(batch), want)
-    assert len(seen) == len(reference) and len(seen.runs) <= 12
+def reference_alignment(image_keys, image_emb, rows, sentence_emb, cfg) -> tuple[dict, Counter]:
+    """The alignment rules by brute force: ({pair_id: (key, rank, score)}, Counter of (lang, drop reason)).
+
+    rows: the part's pairs (pair_id, lang, en, text, chunk) in corpus order; every score of every
+    sentence x image in float64, rounded to float32 as the alignment rounds; top-k by (-score, image);
+    the first of each (en, lang, text) of a chunk kept; then the greedy, sentence by sentence, by
+    descending top-1 score, ties by crc32(pair_id), then pair_id.
+    """
+    sim = (np.asarray(sentence_emb, np.float64) @ np.asarray(image_emb, np.float64).T).astype(np.float32)
+    image_index = np.broadcast_to(np.arange(len(image_keys)), sim.shape)
+    top = np.lexsort((image_index, -sim), axis=1)[:, : min(cfg["top_k"], len(image_keys))]
+    seen, candidates, drops = set(), {}, Counter()
+    for i, r in enumerate(rows):
+        pair = (r["chunk"], r["en"], r["lang"], r["text"])
+        eligible = [j for j in top[i] if sim[i, j] >= cfg["min_similarity"]]
+        if pair in seen:
+            drops[r["lang"], "duplicate_pair"] += 1
+        elif not eligible:
+            drops[r["lang"], "low_similarity"] += 1
+        else:
+            candidates[i] = eligible
+        seen.add(pair)
+    taken, aligned = Counter(), {}
+    for i in sorted(candidates, key=lambda i: (-sim[i, top[i][0]], zlib.crc32(rows[i]["pair_id"].encode()), rows[i]["pair_id"])):
+        for rank, j in enumerate(candidates[i]):
+            if taken[j] < cfg["max_translations_per_image"]:
+                taken[j] += 1
+                aligned[rows[i]["pair_id"]] = (image_keys[j], rank, float(sim[i, j]))
+                break
+        else:
+            drops[rows[i]["lang"], "image_capacity"] += 1
+    return aligned, drops
 
 
-def test_one_batch_matches_the_synthetic_alignment(tmp_path):
-    """With one chunk in one batch, the streamed alignment is the synthetic world's alignment."""
+def _aligned(paths) -> dict:
+    rows = pa.concat_tables([pq.read_table(p) for p in paths]).to_pylist()
+    return {r["pair_id"]: (r["key"], r["rank"], r["score"]) for r in rows}
+
+
+def _assert_matches_reference(stats, got: dict, want: dict, drops: Counter):
+    assert {p: v[:2] for p, v in got.items()} == {p: v[:2] for p, v in want.items()}
+    for pair_id, (_, _, score) in got.items():
+        assert score == pytest.approx(want[pair_id][2], abs=1e-6)
+    for lang, counts in stats["per_lang"].items():
+        assert counts["dropped"] == {r: drops[lang, r] for r in DROP_REASONS}, lang
+    assert stats["aligned"] == len(want) and _reconciles(stats)
+
+
+CROWDED = {"top_k": 5, "max_translations_per_image": 3, "min_similarity": 0.45, "batch_size": 7, "image_block_size": 11}
+
+
+def _part_image_inputs(slices, part="train"):
+    """(keys, float16 emb) of the part's images of image slices, in slice order."""
+    keys, embs = [], []
+    for parquet, npz in slices:
+        split = dict(zip(*(pq.read_table(parquet).column(c).to_pylist() for c in ("key", "split"))))
+        with np.load(npz) as z:
+            keep = [split[i] == part for i in z["ids"].tolist()]
+            keys += z["ids"][keep].tolist()
+            embs.append(z["emb"][keep])
+    return keys, np.concatenate(embs)
+
+
+@pytest.fixture
+def crowded_world(tmp_path):
+    """Two image slices (train and heldout mixed), one chunk per language; every English sentence is
+    paired with several languages (identical embeddings: exact ties), some pairs twice (duplicates)."""
     rng = np.random.default_rng(4)
-    n_images, n_sentences = 60, 400
-    keys = [f"img{i:03d}" for i in range(n_images)]
-    image_emb = _normalised(rng, n_images, 16).astype(np.float16)
-    splits = ["train"] * 50 + ["heldout"] * 10
-    slices = [write_image_slice(tmp_path / "slice-00000", keys[:30], splits[:30], image_emb[:30]),
-              write_image_slice(tmp_path / "slice-00001", keys[30:], splits[30:], image_emb[30:])]
-    ens = [f"sentence {i % 370}" for i in range(n_sentences)]  # repeats: duplicates within a language
-    rows = [{"pair_id": f"de-{i:09d}", "split": "heldout" if i % 17 == 0 else "train", "lang": "de",
-             "en": ens[i], "text": f"Satz {i % 370}"} for i in range(n_sentences)]
-    sentence_emb = _normalised(rng, n_sentences, 16).astype(np.float16)
-    chunks = [write_corpus_chunk(tmp_path / "de-000", rows, sentence_emb)]
-    cfg = {"top_k": 5, "max_translations_per_image": 3, "min_similarity": 0.1, "batch_size": 1000, "image_block_size": 7}
-    stats = align_part("train", slices, chunks, cfg, tmp_path / "train", tmp_path / "train.json")
+    keys = [f"img{i:03d}" for i in range(60)]
+    image_emb = _normalised(rng, 60, 16).astype(np.float16)
+    splits = ["heldout" if i % 6 == 0 else "train" for i in range(60)]
+    slices = [write_image_slice(tmp_path / "slice-00000", keys[:25], splits[:25], image_emb[:25]),
+              write_image_slice(tmp_path / "slice-00001", keys[25:], splits[25:], image_emb[25:])]
+    english = _normalised(rng, 150, 16).astype(np.float16)
+    rows, emb = [], []
+    for lang in ("de", "fr", "zh"):
+        for i in range(130):
+            e = int(rng.integers(150))
+            rows.append({"pair_id": f"{lang}-{i:09d}", "split": "heldout" if i % 11 == 0 else "train", "lang": lang,
+                         "en": f"sentence {e}", "text": f"{lang} {e} {i % 100}", "chunk": lang, "emb_row": len(emb)})
+            emb.append(english[e])
+    return slices, rows, np.array(emb)
 
-    # The same inputs in the synthetic world's layout.
-    world = tmp_path / "world"
-    write_parquet(pa.Table.from_pylist(rows), world / "corpus.parquet")
-    train = [i for i, r in enumerate(rows) if r["split"] == "train"]
-    write_npz(world / "images.npz", ids=np.array(keys[:50]), emb=image_emb[:50])
-    write_npz(world / "sentences.npz", ids=np.array([rows[i]["pair_id"] for i in train]), emb=sentence_emb[train])
-    want = synthetic_align(world / "images.npz", world / "sentences.npz", world, "train", cfg,
-                           world / "align.parquet", world / "align.json")
-    for name in ("sentences_in", "aligned", "dropped", "per_lang", "images_used", "rank_counts"):
-        assert stats[name] == want[name], name
-    assert stats["dropped"]["duplicate_pair"] > 0 and stats["dropped"]["image_capacity"] > 0
-    got = pq.read_table(tmp_path / "train").select(["pair_id", "key", "rank"]).sort_by("pair_id")
-    assert got.to_pylist() == pq.read_table(world / "align.parquet").select(["pair_id", "key", "rank"]).to_pylist()
+
+def _reference(slices, rows, emb, cfg):
+    """reference_alignment of the train pairs of `rows` (in that order) to the train images of `slices`."""
+    train = [r for r in rows if r["split"] == "train"]
+    return reference_alignment(*_part_image_inputs(slices), train, emb[[r["emb_row"] for r in train]], cfg)
+
+
+def _chunks(tmp_path, rows, emb, order):
+    return [write_corpus_chunk(tmp_path / f"{lang}-000", [r for r in rows if r["chunk"] == lang],
+                               emb[[r["chunk"] == lang for r in rows]]) for lang in order]
+
+
+def test_global_assignment_matches_a_brute_force_greedy(crowded_world, tmp_path):
+    slices, rows, emb = crowded_world
+    want, drops = _reference(slices, rows, emb, CROWDED)
+    stats = align_part("train", slices, _chunks(tmp_path, rows, emb, ["de", "fr", "zh"]), CROWDED, tmp_path / "a",
+                       tmp_path / "a.json")
+    _assert_matches_reference(stats, _aligned(sorted((tmp_path / "a").glob("*.parquet"))), want, drops)
+    assert all(stats["dropped"][r] > 0 for r in DROP_REASONS) and {p[:2] for p in want} == {"de", "fr", "zh"}
+    assert stats["images_in"] == 50 and stats["max_sentences_per_image"] == 3
+
+    # Permuting the chunks (the languages) gives the same files, byte for byte, and the same counts.
+    again = align_part("train", slices, _chunks(tmp_path, rows, emb, ["zh", "de", "fr"]), CROWDED, tmp_path / "b",
+                       tmp_path / "b.json")
+    for name in ("de-000.parquet", "fr-000.parquet", "zh-000.parquet"):
+        assert pq.read_table(tmp_path / "b" / name).equals(pq.read_table(tmp_path / "a" / name))
+    assert {**again, "chunks": None} == {**stats, "chunks": None}
+
+    # One chunk of every pair (the synthetic world's layout), shuffled, in one batch and one image block, against
+    # the reference on that order (of duplicates, the first in corpus order is kept).
+    shuffled = [dict(rows[i], chunk="all") for i in np.random.default_rng(5).permutation(len(rows))]
+    one = write_corpus_chunk(tmp_path / "corpus", shuffled, emb[[r["emb_row"] for r in shuffled]])
+    cfg = dict(CROWDED, batch_size=100_000, image_block_size=100_000)
+    one_stats = align_chunks("train", slices, [(*one, tmp_path / "one.parquet")], cfg, tmp_path / "one.json")
+    _assert_matches_reference(one_stats, _aligned([tmp_path / "one.parquet"]), *_reference(slices, shuffled, emb, cfg))
+
+
+def test_unbounded_capacity_is_the_exact_top_1(crowded_world, tmp_path):
+    slices, rows, emb = crowded_world
+    cfg = dict(CROWDED, max_translations_per_image=len(rows), min_similarity=-1.0)
+    stats = align_part("train", slices, _chunks(tmp_path, rows, emb, ["de", "fr", "zh"]), cfg, tmp_path / "a",
+                       tmp_path / "a.json")
+    keys, image_emb = _part_image_inputs(slices)
+    similarity = emb.astype(np.float64) @ image_emb.astype(np.float64).T
+    got = _aligned(sorted((tmp_path / "a").glob("*.parquet")))
+    assert stats["dropped"]["image_capacity"] == stats["dropped"]["low_similarity"] == 0
+    assert len(got) == stats["sentences_in"] - stats["dropped"]["duplicate_pair"] > 300
+    emb_row = {r["pair_id"]: r["emb_row"] for r in rows}
+    for pair_id, (key, rank, score) in got.items():
+        best = int(np.argmax(similarity[emb_row[pair_id]]))
+        assert (key, rank) == (keys[best], 0) and score == pytest.approx(similarity[emb_row[pair_id], best], abs=1e-6)
+
+
+def test_chunk_order_no_longer_decides_the_popular_images(tmp_path):
+    """Once the greedy ran chunk by chunk: de-1 (first chunk) took image a, which fr-1 wants more."""
+    slices = [write_image_slice(tmp_path / "slice-00000", ["a", "b", "c"], ["train"] * 3,
+                                [_unit((0, 1)), _unit((1, 1)), _unit((2, 1))])]
+
+    def pair(pair_id, en):
+        return {"pair_id": pair_id, "split": "train", "lang": pair_id[:2], "en": en, "text": f"{pair_id} text"}
+
+    de = (tmp_path / "de-000", [pair("de-000000001", "a dog"), pair("de-000000002", "a cat")],
+          [_unit((0, 0.8), (1, 0.6)), _unit((2, 1))])  # de-1: a 0.8, b 0.6
+    fr = (tmp_path / "fr-000", [pair("fr-000000001", "a puppy"), pair("fr-000000002", "a cat")],
+          [_unit((0, 0.9), (3, 0.436)), _unit((2, 1))])  # fr-1: a 0.9, nothing else above 0.1
+    cfg = {"top_k": 2, "max_translations_per_image": 1, "min_similarity": 0.1, "batch_size": 1, "image_block_size": 2}
+    # By hand: fr-1 (0.9) takes a; de-1 (0.8) finds a full and takes b at rank 1; the two "a cat" pairs tie
+    # exactly at 1.0 for c, and the smaller crc32 of their pair_ids wins.
+    cat = min(["de-000000002", "fr-000000002"], key=lambda p: zlib.crc32(p.encode()))
+    want = {"fr-000000001": ("a", 0), "de-000000001": ("b", 1), cat: ("c", 0)}
+    for order in ([de, fr], [fr, de]):
+        out = tmp_path / "-".join(Path(stem).name for stem, _, _ in order)
+        stats = align_part("train", slices, [write_corpus_chunk(*chunk) for chunk in order], cfg, out, out / "stats.json")
+        assert {p: v[:2] for p, v in _aligned(sorted(out.glob("*.parquet"))).items()} == want
+        assert stats["dropped"] == {"duplicate_pair": 0, "low_similarity": 0, "image_capacity": 1}
 
 
 MEMORY_SCRIPT = textwrap.dedent("""
@@ -262,7 +382,9 @@ MEMORY_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_peak_memory_does_not_grow_with_the_number_of_sentences(tmp_path):
+def test_peak_memory_does_not_grow_with_the_embeddings(tmp_path):
+    """Only the candidate arrays of the global assignment (49 bytes per sentence at top-5) grow with the number
+    of sentences, not the embeddings (1 KiB per sentence here)."""
     rng = np.random.default_rng(5)
     dim, n_images, n = 512, 2000, 25_000
     keys = [f"{i:016x}" for i in range(n_images)]

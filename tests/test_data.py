@@ -11,10 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image, ImageDraw
 
-from florenz_lib.data.align import align, search_top_k
+from florenz_lib.cc12m.align import BlockedImageIndex, align_chunks, exact_top_k
+from florenz_lib.cc12m.splits import write_cc12m_test_splits
 from florenz_lib.data.clip import load_clip, train_clip
 from florenz_lib.data.embed import embed_images, embed_sentences
-from florenz_lib.data.shards import read_training_shards, write_test_splits, write_training_shards
+from florenz_lib.data.shards import read_training_shards, write_training_shards
+from test_cc12m_align import reference_alignment
 
 IMAGE_SIZE = 32
 N_TRAIN, N_HELDOUT = 40, 10
@@ -33,7 +35,7 @@ TINY_CLIP = dict(
     embed_dim=32, vision_width=32, vision_layers=1, vision_heads=2, patch_size=8,
     text_width=32, text_layers=1, text_heads=2, context_length=16, steps=30, batch_size=16, lr=0.002,
 )
-ALIGN = dict(top_k=5, max_translations_per_image=8, min_similarity=-1.0)
+ALIGN = dict(top_k=5, max_translations_per_image=8, min_similarity=-1.0, batch_size=4096, image_block_size=100_000)
 TEST_LANGS = {"UC": ["es", "zh"], "ST": ["es", "zh"], "SC": ["en", "de"]}
 
 
@@ -108,12 +110,18 @@ def embeddings(world, clip_dir, tmp_path_factory):
     return out
 
 
+def align(world_dir, embeddings, split: str, align_cfg: dict, out_parquet, out_json) -> dict:
+    """The world's alignment as the align rule runs it: one image slice, one corpus chunk."""
+    return align_chunks(split, [(world_dir / "images.parquet", embeddings / f"images-{split}.npz")],
+                        [(world_dir / "corpus.parquet", embeddings / f"sentences-{split}.npz", out_parquet)],
+                        align_cfg, out_json)
+
+
 @pytest.fixture(scope="module")
 def alignments(world, embeddings, tmp_path_factory):
     out = tmp_path_factory.mktemp("align")
     for split in ("train", "heldout"):
-        align(embeddings / f"images-{split}.npz", embeddings / f"sentences-{split}.npz", world[0], split, ALIGN,
-              out / f"{split}.parquet", out / f"{split}.json")
+        align(world[0], embeddings, split, ALIGN, out / f"{split}.parquet", out / f"{split}.json")
     return out
 
 
@@ -146,14 +154,14 @@ def test_embeddings_are_normalised_and_shaped(embeddings, world):
 
 def test_faiss_top_k_equals_brute_force():
     rng = np.random.default_rng(3)
-    images = rng.normal(size=(200, 16)).astype(np.float32)
-    sentences = rng.normal(size=(5000, 16)).astype(np.float32)  # > one search batch
-    scores, rows = search_top_k(images, sentences, 7)
+    images = rng.normal(size=(200, 16)).astype(np.float16)  # float16, as the embedding stages store them
+    sentences = rng.normal(size=(5000, 16)).astype(np.float16)
+    scores, rows = exact_top_k(sentences, images, BlockedImageIndex(images, 64, use_gpu=False).search(sentences, 7)[1])
     similarity = sentences.astype(np.float64) @ images.T.astype(np.float64)
     expected = np.argsort(-similarity, axis=1, kind="stable")[:, :7]
     expected_scores = np.take_along_axis(similarity, expected, axis=1)
-    np.testing.assert_allclose(scores, expected_scores, atol=1e-5)
-    # float32 vs float64 rounding may swap near-equal neighbours, and only those.
+    np.testing.assert_allclose(scores, expected_scores, rtol=1e-7, atol=1e-7)  # re-scored: float64 rounded to float32
+    # faiss's float32 search may swap near-equal neighbours at the k-th place, and only those.
     differs = rows != expected
     assert differs.mean() < 1e-3
     np.testing.assert_allclose(np.take_along_axis(similarity, rows, axis=1)[differs], expected_scores[differs], atol=1e-5)
@@ -171,8 +179,8 @@ def test_alignment_reconciles_and_respects_capacity(world, embeddings, alignment
     assert stats["dropped"]["duplicate_pair"] == 1
 
     # One sentence per image and more sentences than images: the rest overflow capacity.
-    capped = align(embeddings / "images-train.npz", embeddings / "sentences-train.npz", world[0], "train",
-                   dict(ALIGN, max_translations_per_image=1), tmp_path / "capped.parquet", tmp_path / "capped.json")
+    capped = align(world[0], embeddings, "train", dict(ALIGN, max_translations_per_image=1), tmp_path / "capped.parquet",
+                   tmp_path / "capped.json")
     assert _reconciles(capped) and capped["dropped"]["duplicate_pair"] == 1
     assert capped["aligned"] <= N_TRAIN and capped["dropped"]["image_capacity"] == n_train_pairs - 1 - capped["aligned"]
     table = pq.read_table(tmp_path / "capped.parquet").to_pydict()
@@ -180,18 +188,37 @@ def test_alignment_reconciles_and_respects_capacity(world, embeddings, alignment
     # Equal English sentences across languages tie; the tie-break must not favour one language.
     assert sum(counts["aligned"] > 0 for counts in capped["per_lang"].values()) > 1
 
-    # Every aligned key sits at its rank in the sentence's top-k, with the matching score.
+    # Every aligned key sits at its rank in the sentence's top-k (brute force), with the matching score.
     images, sentences = np.load(embeddings / "images-train.npz"), np.load(embeddings / "sentences-train.npz")
     image_row = {k: i for i, k in enumerate(images["ids"])}
     sentence_row = {p: i for i, p in enumerate(sentences["ids"])}
-    scores, rows = search_top_k(images["emb"].astype(np.float32), sentences["emb"].astype(np.float32), ALIGN["top_k"])
+    similarity = sentences["emb"].astype(np.float64) @ images["emb"].astype(np.float64).T
     for pair_id, key, score, rank in zip(table["pair_id"], table["key"], table["score"], table["rank"]):
-        assert rows[sentence_row[pair_id], rank] == image_row[key]
-        assert score == pytest.approx(float(scores[sentence_row[pair_id], rank]), abs=1e-6)
+        scores = similarity[sentence_row[pair_id]]
+        assert score == pytest.approx(scores[image_row[key]], abs=1e-6)
+        assert (scores > score + 1e-6).sum() <= rank < (scores >= score - 1e-6).sum()
 
-    strict = align(embeddings / "images-train.npz", embeddings / "sentences-train.npz", world[0], "train",
-                   dict(ALIGN, min_similarity=1.01), tmp_path / "strict.parquet", tmp_path / "strict.json")
+    strict = align(world[0], embeddings, "train", dict(ALIGN, min_similarity=1.01), tmp_path / "strict.parquet",
+                   tmp_path / "strict.json")
     assert strict["aligned"] == 0 and strict["dropped"]["low_similarity"] == n_train_pairs - 1 and _reconciles(strict)
+
+
+@pytest.mark.parametrize("capacity", [1, 2, 8])
+def test_world_alignment_is_the_brute_force_global_greedy(world, embeddings, tmp_path, capacity):
+    """On the world's embeddings (ten English sentences, each paired with every language: exact ties)."""
+    cfg = dict(ALIGN, max_translations_per_image=capacity)
+    for split in ("train", "heldout"):
+        stats = align(world[0], embeddings, split, cfg, tmp_path / f"{split}.parquet", tmp_path / f"{split}.json")
+        images, sentences = np.load(embeddings / f"images-{split}.npz"), np.load(embeddings / f"sentences-{split}.npz")
+        pairs = [dict(p, chunk=0) for p in world[1]["corpus"] if p["split"] == split]
+        want, drops = reference_alignment(images["ids"].tolist(), images["emb"], pairs, sentences["emb"], cfg)
+        got = {r["pair_id"]: (r["key"], r["rank"], r["score"]) for r in pq.read_table(tmp_path / f"{split}.parquet").to_pylist()}
+        assert {p: v[:2] for p, v in got.items()} == {p: v[:2] for p, v in want.items()}, split
+        assert all(score == pytest.approx(want[p][2], abs=1e-6) for p, (_, _, score) in got.items())
+        for lang, counts in stats["per_lang"].items():
+            assert counts["dropped"] == {r: drops[lang, r] for r in counts["dropped"]}, (split, lang)
+        if capacity == 1 and split == "train":
+            assert stats["dropped"]["image_capacity"] > 0
 
 
 def test_training_shards_reconcile_and_are_deterministic(world, alignments, tmp_path):
@@ -226,7 +253,8 @@ def test_training_shards_reconcile_and_are_deterministic(world, alignments, tmp_
 
 
 def test_test_splits_hold_only_heldout_images_and_requested_langs(world, alignments, tmp_path):
-    stats = write_test_splits(world[0], alignments / "heldout.parquet", TEST_LANGS, 4, 0, tmp_path)
+    slices = [(world[0] / "images.parquet", world[0] / "captions.parquet")]
+    stats = write_cc12m_test_splits(slices, alignments / "heldout.parquet", TEST_LANGS, 4, 0, tmp_path)
     for split, langs in TEST_LANGS.items():
         rows = pq.read_table(tmp_path / f"{split}.parquet").to_pylist()
         assert rows and all(r["key"].startswith("heldout-") for r in rows)
@@ -236,11 +264,11 @@ def test_test_splits_hold_only_heldout_images_and_requested_langs(world, alignme
         assert all((r["source"] == "") == (split != "ST") for r in rows)
         assert stats["splits"][split]["rows"] == len(rows)
     again = tmp_path / "again"
-    write_test_splits(world[0], alignments / "heldout.parquet", TEST_LANGS, 4, 0, again)
+    write_cc12m_test_splits(slices, alignments / "heldout.parquet", TEST_LANGS, 4, 0, again)
     assert (again / "UC.parquet").read_bytes() == (tmp_path / "UC.parquet").read_bytes()
 
-    with pytest.raises(ValueError, match="not heldout"):
-        write_test_splits(world[0], alignments / "train.parquet", TEST_LANGS, 4, 0, tmp_path / "leak")
+    with pytest.raises(ValueError, match="not a heldout image"):
+        write_cc12m_test_splits(slices, alignments / "train.parquet", TEST_LANGS, 4, 0, tmp_path / "leak")
 
 
 def test_missing_inputs_name_the_file_and_column(world, alignments, tmp_path):

@@ -1,4 +1,4 @@
-"""Alignment: the project's streamed FAISS top-k (florenz_lib.cc12m.align) against one IndexFlatIP
+"""Alignment: the project's streamed FAISS top-k (florenz_lib.cc12m.align, both worlds' alignment) against one IndexFlatIP
 search over everything in memory, in throughput and in peak memory as the number of sentences grows;
 and the cost growth of the whole align_part stage (time ~ N^k)."""
 from __future__ import annotations

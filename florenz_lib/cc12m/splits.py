@@ -42,15 +42,15 @@ RECONCILED = ("images", "captions", "aligned_pairs")
 TEST_SPLITS = ("UC", "ST", "SC")
 
 
-def _alignment_dataset(alignment_dir) -> ds.Dataset:
-    """The alignment parquet files of one part ({lang}-{chunk}.parquet) as one dataset."""
-    paths = sorted(str(p) for p in Path(alignment_dir).glob("*.parquet"))
+def _alignment_dataset(alignment) -> ds.Dataset:
+    """One part's alignment as one dataset: a directory of parquet files ({lang}-{chunk}.parquet), or one file."""
+    paths = [str(alignment)] if Path(alignment).is_file() else sorted(str(p) for p in Path(alignment).glob("*.parquet"))
     if not paths:
-        raise FileNotFoundError(f"no alignment files (*.parquet) in {alignment_dir}")
+        raise FileNotFoundError(f"no alignment files (*.parquet) in {alignment}")
     dataset = ds.dataset(paths, format="parquet")
     missing = [c for c in CC12M_ALIGNMENT_COLUMNS if c not in dataset.schema.names]
     if missing:
-        raise KeyError(f"{alignment_dir}: alignment files lack column(s) {missing}")
+        raise KeyError(f"{alignment}: alignment files lack column(s) {missing}")
     return dataset
 
 
@@ -211,10 +211,11 @@ def _heldout_images(images_parquet, png_of: dict[str, bytes]) -> set[str]:
 def write_cc12m_test_splits(image_slices, alignment_dir_heldout, test_langs: dict, max_per_lang: int, seed: int, out_dir) -> dict:
     """Write UC.parquet, ST.parquet, SC.parquet (TEST_SPLIT_SCHEMA) and stats.json from heldout images only.
 
-    image_slices = [(images/slice-i.parquet, captions/slice-i.parquet), ...]. UC / SC: heldout
+    Both worlds' test splits (the synthetic world is one slice: its images and captions parquet, and
+    its heldout alignment file). image_slices = [(images/slice-i.parquet, captions/slice-i.parquet), ...]. UC / SC: heldout
     images' captions in test_langs["UC"] / test_langs["SC"]; ST: heldout pairs en->test_langs["ST"]
     aligned to heldout images. Candidates sorted by (key, source, target), at most max_per_lang
-    per language sampled as in the synthetic world (same seed rule); rows by language, then key.
+    per language sampled by data.shards._sample (the seed rule); rows by language, then key.
     """
     png_of: dict[str, bytes] = {}
     captions_by_lang: dict[str, list[dict]] = {}

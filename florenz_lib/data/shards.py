@@ -1,4 +1,4 @@
-"""Training shards (one row per train image with all its annotations) and held-out test splits.
+"""Training shards (one row per train image with all its annotations) and the test split format.
 
 Training shard schema (`shard-00000.parquet`, ...; rows sorted by key):
     key: string, png: binary,
@@ -7,7 +7,8 @@ task "caption" (source "") for the image's seen-language captions, in captions.p
 task "translation" (source = English sentence, target = its translation, lang = target
 language) for each corpus pair aligned to the image, in pair_id order.
 
-Test split schema (`UC.parquet`, `ST.parquet`, `SC.parquet`; rows by language, then key):
+Test split schema (`UC.parquet`, `ST.parquet`, `SC.parquet`; rows by language, then key; written
+for both worlds by florenz_lib.cc12m.splits.write_cc12m_test_splits):
     key: string, png: binary, task: string, lang: string, source: string, target: string
 """
 
@@ -200,53 +201,3 @@ def _sample(candidates: list[dict], max_rows: int, seed: int, split: str, lang: 
         return candidates
     chosen = np.sort(rng.choice(len(candidates), size=max_rows, replace=False))
     return [candidates[i] for i in chosen]
-
-
-def write_test_splits(world_dir, heldout_alignment_parquet, test_langs: dict, max_per_lang: int, seed: int, out_dir) -> dict:
-    """Write UC.parquet, ST.parquet, SC.parquet (TEST_SPLIT_SCHEMA) and stats.json from heldout images.
-
-    UC / SC: heldout-image captions in test_langs["UC"] / test_langs["SC"]. ST: heldout corpus
-    pairs en->test_langs["ST"] aligned to heldout images. At most max_per_lang rows per language.
-    """
-    split_of, png_of = _load_images(world_dir)
-    heldout = {k for k, s in split_of.items() if s == "heldout"}
-    if not heldout:
-        raise ValueError(f"{Path(world_dir) / IMAGES_FILE}: no heldout images")
-
-    captions_by_lang: dict[str, list[dict]] = {}
-    for key, lang, text in zip(*_columns(read_world_table(world_dir, CAPTIONS_FILE, CAPTION_COLUMNS), CAPTION_COLUMNS)):
-        if key in heldout:
-            captions_by_lang.setdefault(lang, []).append({"key": key, "task": "caption", "lang": lang, "source": "", "target": text})
-
-    corpus = _load_corpus(world_dir)
-    translations_by_lang: dict[str, list[dict]] = {}
-    pair_ids, aligned_keys = _columns(read_parquet(heldout_alignment_parquet, ALIGNMENT_COLUMNS), ["pair_id", "key"])
-    for pair_id, key in sorted(zip(pair_ids, aligned_keys)):
-        pair = corpus.get(pair_id)
-        if pair is None:
-            raise ValueError(f"{heldout_alignment_parquet}: pair_id {pair_id} not in {CORPUS_FILE}")
-        if key not in heldout or pair["split"] != "heldout":
-            raise ValueError(f"{heldout_alignment_parquet}: pair {pair_id} / image {key} is not heldout; test splits must not touch training data")
-        translations_by_lang.setdefault(pair["lang"], []).append(
-            {"key": key, "task": "translation", "lang": pair["lang"], "source": pair["en"], "target": pair["text"]}
-        )
-
-    out_dir = Path(out_dir)
-    stats = {"max_per_lang": max_per_lang, "seed": seed, "heldout_images": len(heldout), "splits": {}}
-    for split, by_lang in (("UC", captions_by_lang), ("ST", translations_by_lang), ("SC", captions_by_lang)):
-        rows, counts = [], {}
-        for lang in test_langs[split]:
-            candidates = sorted(by_lang.get(lang, []), key=lambda r: (r["key"], r["source"], r["target"]))
-            if not candidates:
-                raise ValueError(f"test split {split}: no heldout {lang} items in {world_dir}")
-            sampled = _sample(candidates, max_per_lang, seed, split, lang)
-            rows.extend(sampled)
-            counts[lang] = {"candidates": len(candidates), "rows": len(sampled)}
-        if any(split_of[r["key"]] != "heldout" for r in rows):
-            raise AssertionError(f"test split {split} holds a non-heldout image")
-        table = pa.Table.from_pylist([{**r, "png": png_of[r["key"]]} for r in rows], schema=TEST_SPLIT_SCHEMA)
-        write_parquet(table, out_dir / f"{split}.parquet")
-        stats["splits"][split] = {"rows": len(rows), "images": len({r["key"] for r in rows}), "per_lang": counts}
-    write_json(stats, out_dir / STATS_FILE)
-    log.info("test splits: %s", {s: v["rows"] for s, v in stats["splits"].items()})
-    return stats
