@@ -350,7 +350,7 @@ def tables(config: dict) -> None:
 
 def models(config: dict) -> None:
     """Table of the paper's four sizes (built on the meta device, no weights needed) and the configured
-    world sizes (those already restructured): P, Pt, F and vocab sizes; printed and written to models.csv."""
+    study sizes (those already restructured): P, Pt, F and vocab sizes; printed and written to models.csv."""
     import os
 
     import pandas as pd
@@ -362,7 +362,7 @@ def models(config: dict) -> None:
     built = [size for size in config["models"]["sizes"] if os.path.exists(L.model_stats(size))]
     for size in config["models"]["sizes"]:
         if size not in built:
-            log.warning("world size %s is not restructured yet (no %s): left out", size, L.model_stats(size))
+            log.warning("study size %s is not restructured yet (no %s): left out", size, L.model_stats(size))
     table = pd.concat([paper_model_table(), models_table(L, built)], ignore_index=True)
     write_table(table, L.table("models.csv"))
     shown = table.assign(**{c: table[c].map(parameter_count) for c in ("P", "Pt")},

@@ -268,7 +268,7 @@ def write_public_benchmarks(root, langs: list[str], n_images: int = 4, seed: int
     for i in range(2 * n_images):
         name = f"COCO_val2014_{i:012d}.jpg"
         (coco / "val2014" / name).write_bytes(_encode(_picture(48, 40, rng), "JPEG"))
-        images.append({"filepath": "val2014", "filename": name, "imgid": i, "split": "train" if i % 2 else "test",
+        images.append({"filepath": "val2014", "filename": name, "imgid": i, "cocoid": i, "split": "train" if i % 2 else "test",
                        "sentences": [{"raw": caption(i, "en")}]})
     (coco / "dataset_coco.json").write_text(json.dumps({"dataset": "coco", "images": images}))
     return {"xm3600": {"captions": str(xm3600 / "captions.jsonl"), "images": str(xm3600 / "images"), "langs": langs},
