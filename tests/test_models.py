@@ -400,41 +400,50 @@ def test_florence_restructure_from_a_native_base_with_published_tokenizers(publi
 
 
 def test_the_same_seed_gives_the_same_model_and_another_seed_other_new_layers(published):
-    first, again, other = (_checkpoint(_restructured(published, "gemma", seed)) for seed in (3, 3, 4))
-    assert all(torch.equal(first[k], again[k]) for k in first)
-    key = "decoder.layers.0.encoder_attn.q_proj.weight"
-    assert not torch.equal(first[key], other[key])
-    assert torch.equal(first["decoder.layers.0.mlp.up_proj.weight"], other["decoder.layers.0.mlp.up_proj.weight"])
+    dirs = [_restructured(published, "gemma", seed) for seed in (3, 3, 4)]
+    first, again, other = ((d / "model.safetensors").read_bytes() for d in dirs)
+    assert first == again  # the saved model, bit for bit
+    assert first != other
+    first, other = _checkpoint(dirs[0]), _checkpoint(dirs[2])
+    new = {k for k in first if ".encoder_attn." in k}
+    assert len(new) == 4 * TINY_GEMMA["num_hidden_layers"]
+    assert all(not torch.equal(first[k], other[k]) for k in new)  # every projection is drawn from the seed
+    assert all(torch.equal(first[k], other[k]) for k in first.keys() - new)  # nothing else is
 
 
-def _cpu_build_reference(florence, gemma):
-    """What restructuring did before it built on the meta device: build the whole model on the CPU (every
-    layer drawn from the global RNG), then copy the base weights in."""
-    from florenz_lib.models.florenz import FlorenzConfig, FlorenzForConditionalGeneration
-    model = FlorenzForConditionalGeneration(FlorenzConfig(
-        family="gemma", florence2=florence.config.to_dict(), decoder_vocab_size=gemma.config.vocab_size,
-        gemma2=gemma.config.to_dict()))
-    base = florence.model
-    model.vision_tower.load_state_dict(base.vision_tower.state_dict())
-    model.multi_modal_projector.load_state_dict(base.multi_modal_projector.state_dict())
-    model.encoder.load_state_dict(base.language_model.encoder.state_dict())
-    model.decoder.load_language_model(gemma.model)
-    return model
-
-
-def test_meta_device_surgery_draws_the_new_layers_as_a_cpu_build_does(base_models):
-    """Same seed, same initial model as building the whole model on the CPU: the new projections are bit
-    for bit those a CPU build draws (the RNG is even left in the same state)."""
+def test_surgery_draws_from_its_own_generator_and_leaves_the_global_rng_alone(base_models):
     florence, gemma = base_models
     torch.manual_seed(11)
-    reference = _cpu_build_reference(florence, gemma).state_dict()
-    reference_rng = torch.get_rng_state()
-    torch.manual_seed(11)
-    ours = florenz_from_florence2_and_gemma2(florence, gemma).state_dict()
-    assert torch.equal(torch.get_rng_state(), reference_rng)
-    assert ours.keys() == reference.keys()
-    assert [k for k in ours if not torch.equal(ours[k], reference[k])] == []
-    assert any("encoder_attn.q_proj" in k for k in ours)
+    state = torch.get_rng_state()
+    first = florenz_from_florence2_and_gemma2(florence, gemma, seed=5).state_dict()
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(12)  # another global RNG state: the same model
+    again = florenz_from_florence2_and_gemma2(florence, gemma, seed=5).state_dict()
+    other = florenz_from_florence2_and_gemma2(florence, gemma, seed=6).state_dict()
+    assert first.keys() == again.keys() == other.keys()
+    assert [k for k in first if not torch.equal(first[k], again[k])] == []
+    changed = {k for k in first if not torch.equal(first[k], other[k])}
+    assert changed == {k for k in first if ".encoder_attn." in k} and changed
+    source = gemma.model.state_dict()
+    assert all(torch.equal(first[f"decoder.{k}"], v) for k, v in source.items())  # frozen Gemma-2: the source's
+
+
+def test_new_cross_attention_starts_with_std_002_and_closed_gates(base_models):
+    from florenz_lib.models.paper import build_paper_model
+    from florenz_lib.models.restructure import draw_cross_attention
+    florence, gemma = base_models
+    model = florenz_from_florence2_and_gemma2(florence, gemma)
+    weights = torch.cat([p.detach().flatten() for n, p in model.named_parameters() if ".encoder_attn." in n])
+    assert weights.numel() > 4000 and abs(weights.std().item() - 0.02) < 0.002 and abs(weights.mean()) < 0.002
+    assert all(layer.encoder_attn_gate.item() == 0.0 for layer in model.decoder.layers)
+    # a layer of the paper's 3.5B decoder: every projection's own std, in the dtype asked for
+    decoder = build_paper_model("3.5B").decoder
+    decoder.layers = decoder.layers[:1]
+    values = draw_cross_attention(decoder, 0, torch.bfloat16)
+    assert sorted(values) == [f"layers.0.encoder_attn.{p}_proj.weight" for p in "koqv"]
+    for name, value in values.items():
+        assert value.dtype == torch.bfloat16 and value.shape == decoder.get_parameter(name).shape
+        assert abs(value.float().std().item() - 0.02) < 2e-4, name
 
 
 def test_surgery_takes_the_bases_tensors_without_copies_only_when_asked(base_models, tokenizers):

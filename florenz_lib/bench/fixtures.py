@@ -75,7 +75,7 @@ def build_bench_data(root, n_images: int, tiny: bool = False, seed: int = 0) -> 
         florence2_config(TINY_FLORENCE if tiny else STUDY_FLORENCE, encoder_tok.get_vocab_size()))
     gemma = Gemma2ForCausalLM(gemma2_config(TINY_GEMMA if tiny else STUDY_GEMMA, decoder_tok.get_vocab_size()))
     model_dir = root / "model"
-    save_florenz(florenz_from_florence2_and_gemma2(florence, gemma), str(model_dir))
+    save_florenz(florenz_from_florence2_and_gemma2(florence, gemma, seed=seed), str(model_dir))
 
     train = [im for im in images if im["split"] == "train"]
     heldout = [im for im in images if im["split"] == "heldout"]

@@ -2,7 +2,8 @@
 
 In every decoder layer, between self attention and MLP:
     h = h + post_encoder_attention_layernorm(encoder_attn(h, enc)) * tanh(encoder_attn_gate)
-The gate starts at 0, so a fresh model computes exactly what the plain Gemma-2 LM computes.
+The gate starts at 0, so a fresh model computes exactly what the plain Gemma-2 LM computes. The restructure
+stage builds these layers on the meta device and gives them their values itself (restructure.py).
 """
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import torch
 from torch import nn
 from transformers import Gemma2Config, Gemma2Model
 from transformers.models.gemma2.modeling_gemma2 import Gemma2DecoderLayer, Gemma2RMSNorm, eager_attention_forward
+
+CROSS_ATTENTION_INIT_STD = 0.02  # the new projections start normal(0, 0.02) (DESIGN.md section 5)
 
 
 class Gemma2EncoderAttention(nn.Module):
@@ -28,7 +31,7 @@ class Gemma2EncoderAttention(nn.Module):
         self.v_proj = nn.Linear(encoder_hidden_size, config.num_key_value_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, config.hidden_size, bias=False)
         for proj in (self.q_proj, self.k_proj, self.v_proj, self.o_proj):
-            nn.init.normal_(proj.weight, mean=0.0, std=0.02)
+            nn.init.normal_(proj.weight, mean=0.0, std=CROSS_ATTENTION_INIT_STD)
 
     def forward(self, hidden_states, encoder_hidden_states, encoder_attention_mask=None):
         batch, tgt_len, _ = hidden_states.shape
@@ -79,12 +82,3 @@ class Gemma2CrossAttentionDecoder(Gemma2Model):
         super().__init__(config)
         self.layers = nn.ModuleList(GatedCrossAttentionGemma2DecoderLayer(config, i, encoder_hidden_size)
                                     for i in range(config.num_hidden_layers))
-
-    def load_language_model(self, gemma_model: Gemma2Model) -> None:
-        """Take all weights of a plain Gemma-2 model; the new norm starts as a copy of
-        post_attention_layernorm, the new projections keep their normal(0, 0.02) init."""
-        missing, unexpected = self.load_state_dict(gemma_model.state_dict(), strict=False)
-        if unexpected or any("encoder_attn" not in k and "post_encoder_attention" not in k for k in missing):
-            raise ValueError(f"Gemma-2 weights do not fit the decoder: missing {missing}, unexpected {unexpected}")
-        for layer in self.layers:
-            layer.post_encoder_attention_layernorm.load_state_dict(layer.post_attention_layernorm.state_dict())

@@ -1,30 +1,28 @@
 """Model surgery: turn the base models into Florenz models (DESIGN.md section 5).
 
 The Florenz model is built on the meta device (shapes, no storage) and takes the base models' tensors as
-they are (`load_state_dict(assign=True)`: no copy, in the dtype they were loaded in); only what is new is
-materialised: the Gemma family's gated cross attention, the encoder's extra embedding rows for the <image>
-placeholder, and the Florence family's FVT decoder embeddings.
-
-The new cross-attention projections are drawn from the global torch RNG exactly as building the whole
-model on the CPU would draw them: building on the meta device records every random (and every in-place)
-initialisation op in order, and `_replay_init` replays the record on the CPU, keeping the values of the new
-layers and throwing the rest away. The same seed therefore gives the same model as a plain CPU build (and
-as before this file built on the meta device), at the cost of drawing (not keeping) the random numbers of
-the layers built before them.
+they are (`load_state_dict(assign=True)`: no copy, in the dtype they were loaded in). Only what is new gets
+values:
+- the Gemma family's gated cross attention (cross_attention.py): each projection weight is drawn
+  normal(0, 0.02) from a `torch.Generator` of its own, seeded with the restructure seed, directly in the
+  dtype of the Gemma base, in a fixed order: decoder layer by layer, and within a layer the cross-attention
+  parameters by sorted name (k_proj, o_proj, q_proj, v_proj); each gate is 0 and each
+  post_encoder_attention_layernorm a copy of its layer's post_attention_layernorm;
+- the encoder's extra embedding rows for the <image> placeholder: the mean of the old rows;
+- the Florence family's decoder embeddings: FVT of the encoder's.
+Nothing draws from the global RNG (a caller's RNG state is left as it was), nothing but the new
+projections is drawn at all, and the same seed gives the same model bit for bit. (Until this design the
+projections were drawn from the global RNG as a CPU build of the whole model draws them, so initial models
+made before it have other random values for the same seed.)
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
-from unittest import mock
 
 import torch
 from tokenizers import Tokenizer
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_map
-from transformers import (Florence2Config, Florence2ForConditionalGeneration, Gemma2Config, Gemma2ForCausalLM,
-                          modeling_utils)
+from transformers import Florence2Config, Florence2ForConditionalGeneration, Gemma2Config, Gemma2ForCausalLM
 
+from .cross_attention import CROSS_ATTENTION_INIT_STD
 from .florenz import DECODER_BOS, DECODER_EOS, DECODER_PAD, FlorenzConfig, FlorenzForConditionalGeneration
 from .fvt import fast_vocabulary_transfer
 from .tokenizers import IMAGE_TOKEN
@@ -32,157 +30,23 @@ from .tokenizers import IMAGE_TOKEN
 EMBEDDING_ROW_MULTIPLE = 64  # the authors' Florence-2 variants round the encoder vocabulary up to this
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Recording initialisation on the meta device and replaying it on the CPU.
-
-@dataclass(frozen=True)
-class _TensorSpec:
-    storage: int     # the storage's identity (kept alive by the recorder, so never reused)
-    size: tuple
-    stride: tuple
-    offset: int
-    dtype: torch.dtype
+def build_on_meta(config: FlorenzConfig) -> FlorenzForConditionalGeneration:
+    """The Florenz model on the meta device: shapes, no storage (nothing is drawn, no RNG is touched)."""
+    with torch.device("meta"):
+        return FlorenzForConditionalGeneration(config)
 
 
-@dataclass
-class _Op:
-    func: object
-    args: tuple
-    kwargs: dict
-    random: bool
-    written: tuple   # storages the op writes (in-place arguments, or the result of a random factory)
-
-
-def _storage_key(t: torch.Tensor) -> int:
-    return t.untyped_storage()._cdata
-
-
-class _InitRecorder(TorchDispatchMode):
-    """Records, in order, the ops on meta tensors that draw random numbers or write a tensor in place."""
-
-    def __init__(self):
-        super().__init__()
-        self.ops: list[_Op] = []
-        self._alive: list[torch.Tensor] = []
-
-    def _spec(self, t):
-        if not isinstance(t, torch.Tensor):
-            return t
-        self._alive.append(t)
-        return _TensorSpec(_storage_key(t), tuple(t.shape), tuple(t.stride()), t.storage_offset(), t.dtype)
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        random = torch.Tag.nondeterministic_seeded in func.tags
-        schema = func._schema
-        written = [a for a, arg in zip(args, schema.arguments) if isinstance(a, torch.Tensor)
-                   and arg.alias_info is not None and arg.alias_info.is_write]
-        written += [v for k, v in kwargs.items() if isinstance(v, torch.Tensor) and any(
-            arg.name == k and arg.alias_info is not None and arg.alias_info.is_write for arg in schema.arguments)]
-        if random and not written:  # a random factory (torch.randn and the like): it writes its result
-            written = [t for t in (out if isinstance(out, (tuple, list)) else [out]) if isinstance(t, torch.Tensor)]
-        if random or written:
-            self.ops.append(_Op(func, tree_map(self._spec, args), tree_map(self._spec, kwargs), random,
-                                tuple(_storage_key(t) for t in written)))
-            self._alive.extend(written)
-        return out
-
-
-def _refers(op: _Op) -> set[int]:
-    found = set(op.written)
-    tree_map(lambda x: found.add(x.storage) if isinstance(x, _TensorSpec) else None, (op.args, op.kwargs))
-    return found
-
-
-def _fills_whole(op: _Op, keep: dict[int, int]) -> int | None:
-    """The kept storage a random op fills whole, with values independent of what it held (an in-place draw
-    such as normal_ over the whole tensor, or a random factory's result); None for any other op."""
-    if not op.random or len(op.written) != 1 or op.written[0] not in keep:
-        return None
-    key = op.written[0]
-    target = op.args[0] if op.args and isinstance(op.args[0], _TensorSpec) else None
-    if target is None:  # a random factory
-        return None if any(isinstance(a, _TensorSpec) for a in list(op.args) + list(op.kwargs.values())) else key
-    contiguous = torch.empty(target.size, device="meta").stride()
-    whole = target.storage == key and target.offset == 0 and target.stride == contiguous
-    numel = 1
-    for n in target.size:
-        numel *= n
-    return key if whole and numel == keep[key] else None
-
-
-def _replay_init(ops: list[_Op], keep: dict[int, int], dtype: torch.dtype | None = None) -> dict[int, torch.Tensor]:
-    """Replays the recorded ops on the CPU, drawing from the global RNG as the meta-device build would have
-    drawn on the CPU. keep maps the storages to materialise to their size in elements; returns each as a
-    flat CPU tensor. A kept storage lives from the last op that fills it whole with fresh random values
-    (earlier values are overwritten, only their draws count) to the last op that refers to it, after which
-    it is cast to dtype (if given). Ops after the last one that writes a kept storage are left out (they
-    draw numbers nothing uses); random ops on anything else run on throwaway tensors of the same size,
-    stride and dtype (the RNG's consumption depends on them); other ops on anything else do not run."""
-    last = max((i for i, op in enumerate(ops) if set(op.written) & keep.keys()), default=-1)
-    ops = ops[: last + 1]
-    begins: dict[int, int] = {}
-    for i, op in enumerate(ops):
-        key = _fills_whole(op, keep)
-        if key is not None:
-            begins[key] = i
-    live = lambda key, i: key in keep and i >= begins.get(key, 0)  # noqa: E731
-    final = {key: i for i, op in enumerate(ops) for key in _refers(op) if live(key, i)}
-    cast_after: dict[int, list[int]] = {}
-    for key, i in final.items():
-        cast_after.setdefault(i, []).append(key)
-    kept: dict[int, torch.Tensor] = {}
-    for i, op in enumerate(ops):
-        writes_kept = any(live(key, i) for key in op.written)
-        if not (op.random or writes_kept):
-            continue
-
-        def materialise(x):
-            if isinstance(x, torch.device) and x.type == "meta":
-                return torch.device("cpu")
-            if not isinstance(x, _TensorSpec):
-                return x
-            if live(x.storage, i):
-                if x.storage not in kept:
-                    kept[x.storage] = torch.empty(keep[x.storage], dtype=x.dtype)
-                return kept[x.storage].as_strided(x.size, x.stride, x.offset)
-            if not op.random:
-                raise RuntimeError(f"cannot replay {op.func}: it writes a new layer from a tensor of a layer "
-                                   "that is not materialised")
-            return torch.empty_strided(x.size, x.stride, dtype=x.dtype)
-
-        args, kwargs = tree_map(materialise, op.args), tree_map(materialise, op.kwargs)
-        out = op.func(*args, **kwargs)
-        if writes_kept and _fills_whole(op, keep) is not None and not any(
-                isinstance(a, torch.Tensor) for a in list(args) + list(kwargs.values())):
-            kept[op.written[0]] = out.reshape(-1)  # a random factory's result that became a new layer
-        for key in cast_after.get(i, ()):
-            if dtype is not None and key in kept:
-                kept[key] = kept[key].to(dtype)
-    missing = keep.keys() - kept.keys()
-    if missing:
-        raise RuntimeError(f"{len(missing)} new tensor(s) were never initialised while building the model")
-    return kept
-
-
-def build_on_meta(config: FlorenzConfig, materialise: tuple[str, ...] = (), dtype: torch.dtype | None = None
-                  ) -> tuple[FlorenzForConditionalGeneration, dict[str, torch.Tensor]]:
-    """The Florenz model on the meta device, and the CPU values of its parameters whose names contain one of
-    `materialise`, drawn from the global RNG as a CPU build draws them (in the default dtype), then cast
-    to dtype if given."""
-    recorder = _InitRecorder()
-    # transformers skips weight initialisation when it sees a meta-device context; the record needs it run
-    # as on the CPU (on meta tensors it costs nothing)
-    with torch.device("meta"), recorder, mock.patch.object(modeling_utils, "get_torch_context_manager_or_global_device",
-                                                           lambda: None):
-        model = FlorenzForConditionalGeneration(config)
-    wanted = {name: p for name, p in model.named_parameters() if any(m in name for m in materialise)}
-    keep = {_storage_key(p): p.untyped_storage().nbytes() // p.element_size() for p in wanted.values()}
-    flat = _replay_init(recorder.ops, keep, dtype) if keep else {}
-    values = {name: flat[_storage_key(p)].as_strided(p.shape, p.stride(), p.storage_offset())
-              for name, p in wanted.items()}
-    return model, values
+def draw_cross_attention(decoder: nn.Module, seed: int, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The new cross-attention projection weights of a (meta) Gemma-family decoder, keyed by their names in
+    the decoder: normal(0, 0.02) in dtype, from a generator seeded with seed, layer by layer and by sorted
+    parameter name within a layer."""
+    generator = torch.Generator().manual_seed(seed)
+    values = {}
+    for i, layer in enumerate(decoder.layers):
+        for name, param in sorted(layer.encoder_attn.named_parameters()):
+            values[f"layers.{i}.encoder_attn.{name}"] = torch.empty(param.shape, dtype=dtype).normal_(
+                0.0, CROSS_ATTENTION_INIT_STD, generator=generator)
+    return values
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -275,7 +139,7 @@ def florenz_from_florence2(florence: Florence2ForConditionalGeneration, encoder_
     clone=False takes the base's tensors themselves (the base must not be used afterwards)."""
     config = FlorenzConfig(family="florence", florence2=florence2_for_florenz(florence.config, encoder_tokenizer),
                            decoder_vocab_size=decoder_tokenizer.get_vocab_size())
-    model, _ = build_on_meta(config)
+    model = build_on_meta(config)
     encoder_embedding = take_florence_encoder(model, florence, clone)
     decoder_state = {k: v for k, v in florence.model.language_model.decoder.state_dict().items()
                      if not k.startswith("embed_tokens.")}
@@ -297,18 +161,10 @@ def gemma_family_config(florence_config: Florence2Config, gemma_config: Gemma2Co
                          decoder_vocab_size=gemma_config.vocab_size, gemma2=gemma_config.to_dict())
 
 
-def new_gemma_layers(config: FlorenzConfig, dtype: torch.dtype | None = None) -> tuple[
-        FlorenzForConditionalGeneration, dict[str, torch.Tensor]]:
-    """The gemma-family model on the meta device and its new cross-attention projections (normal(0, 0.02)),
-    drawn from the global RNG as a CPU build draws them, in dtype (default: as drawn, float32)."""
-    model, values = build_on_meta(config, materialise=("encoder_attn.",), dtype=dtype)
-    return model, {name.removeprefix("decoder."): v for name, v in values.items()}
-
-
-def take_gemma_decoder(model: FlorenzForConditionalGeneration, gemma: Gemma2ForCausalLM,
-                       projections: dict[str, torch.Tensor], clone: bool) -> None:
-    """All of Gemma-2's weights as they are; the new projections (cast to Gemma's dtype), gates 0, and each
-    post_encoder_attention_layernorm a copy of its layer's post_attention_layernorm."""
+def take_gemma_decoder(model: FlorenzForConditionalGeneration, gemma: Gemma2ForCausalLM, seed: int,
+                       clone: bool) -> None:
+    """All of Gemma-2's weights as they are; the new projections drawn (draw_cross_attention) in Gemma's
+    dtype, gates 0, and each post_encoder_attention_layernorm a copy of its layer's post_attention_layernorm."""
     state = dict(gemma.model.state_dict())
     base_keys = set(state)
     dtype = gemma.model.embed_tokens.weight.dtype
@@ -318,21 +174,18 @@ def take_gemma_decoder(model: FlorenzForConditionalGeneration, gemma: Gemma2ForC
             raise ValueError(f"Gemma-2 weights do not fit the decoder: no layers.{i}.post_attention_layernorm")
         state[f"layers.{i}.post_encoder_attention_layernorm.weight"] = norm.detach().clone()
         state[f"layers.{i}.encoder_attn_gate"] = torch.zeros(layer.encoder_attn_gate.shape, dtype=dtype)
-    for name, value in projections.items():
-        state[name] = value.to(dtype)
+    state.update(draw_cross_attention(model.decoder, seed, dtype))
     _assign(model.decoder, state, gemma.model, clone, "Gemma-2 weights for the decoder",
             frozenset(set(state) - base_keys))
 
 
 def florenz_from_florence2_and_gemma2(florence: Florence2ForConditionalGeneration, gemma: Gemma2ForCausalLM,
-                                      encoder_tokenizer: Tokenizer | None = None,
-                                      clone: bool = True) -> FlorenzForConditionalGeneration:
-    """Gemma family: Florence-2 vision tower and encoder, Gemma-2 decoder with gated cross attention.
-    With an encoder tokenizer its <image> id becomes the model's (and gets an encoder row); clone=False
-    takes the bases' tensors themselves (the bases must not be used afterwards)."""
-    model, projections = new_gemma_layers(gemma_family_config(florence.config, gemma.config, encoder_tokenizer),
-                                          gemma.model.embed_tokens.weight.dtype)
+                                      encoder_tokenizer: Tokenizer | None = None, clone: bool = True,
+                                      seed: int = 0) -> FlorenzForConditionalGeneration:
+    """Gemma family: Florence-2 vision tower and encoder, Gemma-2 decoder with gated cross attention, its
+    new projections drawn from seed. With an encoder tokenizer its <image> id becomes the model's (and gets
+    an encoder row); clone=False takes the bases' tensors themselves (the bases must not be used afterwards)."""
+    model = build_on_meta(gemma_family_config(florence.config, gemma.config, encoder_tokenizer))
     take_florence_encoder(model, florence, clone)
-    take_gemma_decoder(model, gemma, projections, clone)
+    take_gemma_decoder(model, gemma, seed, clone)
     return finish_model(model)
-

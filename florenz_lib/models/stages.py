@@ -16,8 +16,8 @@ from ..io import replacing, write_json
 from .counting import forward_macs
 from .florenz import load_florenz, save_florenz, strict_from_pretrained
 from .freezing import apply_freezing_policy, count_parameters
-from .restructure import (finish_model, take_florence_encoder, florenz_from_florence2, gemma_family_config,
-                          new_gemma_layers, take_gemma_decoder)
+from .restructure import (build_on_meta, finish_model, florenz_from_florence2, gemma_family_config,
+                          take_florence_encoder, take_gemma_decoder)
 from .tokenizers import IMAGE_TOKEN, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -73,10 +73,9 @@ def restructure(family: str, florence_dir: str, gemma_dir: str | None, tokenizer
     Florence2ForConditionalGeneration and Gemma2ForCausalLM layouts, sharded or not), in the dtype their
     safetensors store, and their tensors become the Florenz model's without a copy: the Florenz model is
     built on the meta device and only its new parts are materialised (restructure.py). The surgery's new
-    layers are drawn from the global RNG, seeded here, exactly as a CPU build of the whole model would draw
-    them, so that the same config gives the same initial model. The encoder tokenizer's <image> id becomes
-    the model's, with an encoder embedding row (the mean of the others) if the base has none for it."""
-    torch.manual_seed(seed)
+    cross-attention projections are drawn from a generator seeded with seed (the global RNG is not used), so
+    the same seed gives the same initial model bit for bit. The encoder tokenizer's <image> id becomes the
+    model's, with an encoder embedding row (the mean of the others) if the base has none for it."""
     _require_checkpoint(florence_dir, "Florence-2")
     encoder_tokenizer = load_tokenizer(os.path.join(tokenizers_dir, "encoder.json"))
     decoder_tokenizer = load_tokenizer(os.path.join(tokenizers_dir, "decoder.json"))
@@ -92,23 +91,22 @@ def restructure(family: str, florence_dir: str, gemma_dir: str | None, tokenizer
             raise ValueError(f"{os.path.join(tokenizers_dir, 'decoder.json')} has {decoder_tokenizer.get_vocab_size()} "
                              f"tokens, the Gemma-2 checkpoint in {gemma_dir} only {gemma_config.vocab_size} rows")
         gemma_config._attn_implementation = "eager"
-        gemma_dtype = stored_dtype(gemma_dir)
-        started = time.perf_counter()
-        # before the bases are loaded: the replay's scratch tensors and the bases are never in memory together
-        config = gemma_family_config(Florence2Config.from_pretrained(florence_dir), gemma_config, encoder_tokenizer)
-        model, projections = new_gemma_layers(config, None if gemma_dtype == "auto" else gemma_dtype)
-        log.info("drew the new cross-attention layers in %.1f s", time.perf_counter() - started)
+        model = build_on_meta(gemma_family_config(Florence2Config.from_pretrained(florence_dir), gemma_config,
+                                                  encoder_tokenizer))
         florence = _load_base(Florence2ForConditionalGeneration, florence_dir)
         take_florence_encoder(model, florence, clone=False)
         florence_config = florence.config
         del florence
         gc.collect()
         gemma = _load_base(Gemma2ForCausalLM, gemma_dir)
-        take_gemma_decoder(model, gemma, projections, clone=False)
+        started = time.perf_counter()
+        take_gemma_decoder(model, gemma, seed, clone=False)
+        log.info("took Gemma-2's weights and drew the new cross-attention layers in %.1f s",
+                 time.perf_counter() - started)
         # the loaded bases' configs (what a model built from them records: their paths and dtypes)
         loaded = gemma_family_config(florence_config, gemma.config, encoder_tokenizer)
         model.config.florence2, model.config.gemma2 = loaded.florence2, loaded.gemma2
-        del gemma, projections
+        del gemma
         model = finish_model(model)
     gc.collect()
     dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters() if p.is_floating_point()})
