@@ -49,8 +49,8 @@ rule finetune:
         L.stage_time("finetune", "{size}"),
     threads: config["finetune"]["threads"] * max(1, GPUS_PER_JOB)
     resources:
-        mem_mb=8000,
-        runtime=240,
+        mem_mb=lambda wildcards: checkpoint_mem_mb(L.run(wildcards.size, MAX_STEPS), 1.5 * max(1, GPUS_PER_JOB)),
+        runtime=config["finetune"]["runtime_minutes"],
         gpu=GPUS_PER_JOB,
         cpus_per_gpu=config["finetune"]["threads"],
     shell:

@@ -65,8 +65,9 @@ rule train:
         L.stage_time("train", "{size}_steps{steps}"),
     threads: config["train"]["threads"] * max(1, GPUS_PER_JOB)
     resources:
-        mem_mb=8000,
-        runtime=240,
+        # every process of the job holds the whole restructured model (and the trainable part's optimizer)
+        mem_mb=lambda wildcards: checkpoint_mem_mb(L.init_model(wildcards.size), 1.5 * max(1, GPUS_PER_JOB)),
+        runtime=config["train"]["runtime_minutes"],
         gpu=GPUS_PER_JOB,
         cpus_per_gpu=config["train"]["threads"],
     shell:
