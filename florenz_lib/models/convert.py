@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -109,7 +110,7 @@ def _read_config(src: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _weight_files(src: Path) -> list[Path]:
+def weight_files(src: Path) -> list[Path]:
     """The safetensors files holding the checkpoint: model.safetensors, or the shards its index names."""
     index = src / SAFETENSORS_INDEX
     if index.is_file():
@@ -139,7 +140,7 @@ def _check_index_covers(src: Path, names: set[str]) -> None:
 
 def _load_tensors(src: Path) -> dict[str, torch.Tensor]:
     tensors: dict[str, torch.Tensor] = {}
-    for path in _weight_files(src):
+    for path in weight_files(src):
         part = load_file(path)
         twice = sorted(set(part) & set(tensors))
         if twice:
@@ -339,6 +340,18 @@ def convert_florence2(src_dir: str, out_dir: str) -> dict:
 # ---------------------------------------------------------------------------------------------------------
 # Gemma-2.
 
+def stored_elements(paths: list[Path]) -> Counter:
+    """Elements per stored dtype ("BF16", "F32", ...) of the named safetensors files, from their headers
+    (no tensor data is read)."""
+    counts: Counter = Counter()
+    for path in paths:
+        with safe_open(path, "pt") as f:
+            for name in f.keys():
+                piece = f.get_slice(name)
+                counts[piece.get_dtype()] += int(torch.Size(piece.get_shape()).numel())
+    return counts
+
+
 def _header_stats(src: Path, paths: list[Path]) -> tuple[int, int, set[str]]:
     """Tensor count, element count and dtypes from safetensors headers (no tensor data is read)."""
     names, n_elements, dtypes = set(), 0, set()
@@ -363,7 +376,7 @@ def import_gemma2(src_dir: str, out_dir: str) -> dict:
         raise CheckpointError(f"{src / 'config.json'}: model_type is {config.get('model_type')!r}, not 'gemma2'")
     if not (src / "tokenizer.json").is_file():
         raise CheckpointError(f"{src / 'tokenizer.json'}: missing; the Gemma-2 tokenizer is read from it")
-    weights = _weight_files(src)
+    weights = weight_files(src)
     n_tensors, n_elements, dtypes = _header_stats(src, weights)
     index = [src / SAFETENSORS_INDEX] if (src / SAFETENSORS_INDEX).is_file() else []
     files = [src / "config.json", src / "tokenizer.json", *index, *weights]

@@ -5,14 +5,14 @@ import gc
 import json
 import logging
 import os
-import struct
 import time
-from collections import Counter
+from pathlib import Path
 
 import torch
 from transformers import Florence2Config, Florence2ForConditionalGeneration, Gemma2Config, Gemma2ForCausalLM
 
 from ..io import replacing, write_json
+from .convert import SAFETENSORS_DTYPES, stored_elements, weight_files
 from .counting import forward_macs
 from .florenz import load_florenz, save_florenz, strict_from_pretrained
 from .freezing import apply_freezing_policy, count_parameters
@@ -22,36 +22,14 @@ from .tokenizers import IMAGE_TOKEN, load_tokenizer
 
 log = logging.getLogger(__name__)
 
-_SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
-
-
-def _safetensors_files(model_dir: str) -> list[str]:
-    index = os.path.join(model_dir, "model.safetensors.index.json")
-    if os.path.exists(index):
-        with open(index, encoding="utf-8") as f:
-            return [os.path.join(model_dir, name) for name in sorted(set(json.load(f)["weight_map"].values()))]
-    single = os.path.join(model_dir, "model.safetensors")
-    return [single] if os.path.exists(single) else []
-
-
-def stored_dtype(model_dir: str) -> torch.dtype | str:
+def stored_dtype(model_dir: str) -> torch.dtype:
     """The floating dtype a checkpoint's safetensors store its weights in (read from the file headers, no
-    tensor is read); where several, the one most elements have. "auto" (the config's) without safetensors."""
-    counts: Counter = Counter()
-    for path in _safetensors_files(model_dir):
-        with open(path, "rb") as f:
-            header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
-        for name, entry in header.items():
-            if name != "__metadata__" and entry["dtype"] in _SAFETENSORS_DTYPES:
-                numel = 1
-                for n in entry["shape"]:
-                    numel *= n
-                counts[_SAFETENSORS_DTYPES[entry["dtype"]]] += numel
-    if not counts:
-        return "auto"
+    tensor is read); where several, the one most elements have."""
+    counts = {dtype: n for dtype, n in stored_elements(weight_files(Path(model_dir))).items()
+              if dtype in SAFETENSORS_DTYPES}
     if len(counts) > 1:
-        log.warning("%s stores weights in several dtypes %s; loading all as the most common", model_dir, dict(counts))
-    return counts.most_common(1)[0][0]
+        log.warning("%s stores weights in several dtypes %s; loading all as the most common", model_dir, counts)
+    return getattr(torch, SAFETENSORS_DTYPES[max(counts, key=counts.get)])
 
 
 def _require_checkpoint(model_dir: str | None, what: str) -> str:
